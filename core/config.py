@@ -1,0 +1,305 @@
+"""Frozen settings for every stage, their JSON form, validation and presets.
+
+Every stage takes a `RunSpec`: small frozen dataclasses, hashable, so a spec is also a cache key
+(`settings_hash`). This module imports only the standard library: the app reads it without torch.
+Validation raises `ConfigError` with a message naming the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+STAGES = ("sasrec", "teacher", "student", "analysis", "sweep")
+DEFAULT_PROMPT = "What is the top recommended item for user who interacted with {items}?"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the field and what was expected."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which interactions to read and how to turn them into sequences (DESIGN.md section 3)."""
+
+    dataset: str = "ml-100k"  # a name under data/raw/, or a file path inside data/
+    min_rating: float | None = None  # keep interactions with rating >= this (None: keep all)
+    kcore: int = 5  # repeat until every user and item has >= kcore interactions (0: off)
+    min_seq_len: int = 3  # users with fewer interactions are dropped (need train, valid, test)
+    max_len: int = 30  # keep the last max_len items as model input
+    train_targets: str = "last"  # "last": one target per user; "prefixes": every prefix
+    n_negatives: int = 999  # sampled-evaluation negatives per user and split
+    seed: int = 0  # for the sampled candidates
+    user_column: str = "user"  # column names for CSV/Parquet sources
+    item_column: str = "item"
+    time_column: str = "timestamp"
+    rating_column: str = "rating"
+    max_users: int = 0  # keep only the first max_users users after filtering (0: all); for demos
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared training loop's settings; identical for every stage."""
+
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    patience: int = 0  # stop after this many evaluations without improvement (0: never)
+    eval_every: int = 1  # evaluate every this many epochs
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit); for tests
+    log_every: int = 10  # optimizer steps between loss rows
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
+    compile: bool = False
+    eval_users: int = 0  # evaluate on the first eval_users users only (0: all)
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    """SASRec (Kang and McAuley 2018) trained with full-softmax CE at every position."""
+
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which LLM, which of its layers, and how it is trained."""
+
+    base: str = "smollm2"  # smollm2 | tiny | a local HF folder | a hub id
+    depth: int = 8  # decoder layers kept
+    layer_selection: str = "first"  # first | even
+    training: str = "lora"  # lora | full | frozen
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class RecConfig:
+    """The E4SRec-style recommender around the backbone (PAPER.md section 2)."""
+
+    prompt: str = DEFAULT_PROMPT  # must contain {items}
+    mask_history: bool = True  # full ranking masks the user's training items
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """SLMRec's block-wise distillation (PAPER.md section 4)."""
+
+    teacher_run: str = ""  # run id of a finished teacher
+    blocks: int = 4
+    lambda_cos: float = 1.0
+    lambda_norm: float = 0.1
+    lambda_sup: float = 1.0
+    teacher_states: str = "cached"  # cached | live
+    init_maps_from_teacher: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Which run (or pretrained base) to analyse, and on how many users."""
+
+    run: str = ""  # a teacher or student run id; empty: the pretrained backbone alone
+    against: str = ""  # a second run for teacher x student similarity
+    users: int = 512
+    split: str = "test"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs; `kind` picks the stage."""
+
+    kind: str
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    rec: RecConfig = field(default_factory=RecConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    sasrec_run: str = ""  # the SASRec run whose item table the LLM recommender uses
+    depths: tuple[int, ...] = ()  # for kind == "sweep"
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "sasrec": SASRecConfig,
+    "backbone": BackboneConfig,
+    "rec": RecConfig,
+    "distill": DistillConfig,
+    "analysis": AnalysisConfig,
+}
+
+
+def to_dict(spec: RunSpec) -> dict[str, Any]:
+    """The spec as plain JSON-able data."""
+    return dataclasses.asdict(spec)
+
+
+def _coerce(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+    defaults = cls()
+    out = {}
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        out[name] = value
+    return replace(defaults, **out)
+
+
+def from_dict(values: dict[str, Any]) -> RunSpec:
+    """Build a spec from JSON data, rejecting unknown keys by name; then validate it."""
+    values = dict(values)
+    if "kind" not in values:
+        raise ConfigError("spec: missing key 'kind'; expected one of " + ", ".join(STAGES))
+    top = {f.name for f in fields(RunSpec)}
+    unknown = sorted(set(values) - top)
+    if unknown:
+        raise ConfigError(f"spec: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(top))}")
+    for section, cls in _SECTIONS.items():
+        if section in values:
+            if not isinstance(values[section], dict):
+                raise ConfigError(f"spec.{section}: expected an object, got {type(values[section]).__name__}")
+            values[section] = _coerce(cls, values[section], f"spec.{section}")
+    if "depths" in values:
+        values["depths"] = tuple(values["depths"])
+    spec = RunSpec(**values)
+    validate(spec)
+    return spec
+
+
+def settings_hash(spec: RunSpec) -> str:
+    """A short hash of everything that changes a run's result (the name does not)."""
+    payload = to_dict(spec)
+    payload.pop("name")
+    if spec.kind != "sweep":
+        payload.pop("depths")
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def valid_blocks(teacher_depth: int, student_depth: int) -> list[int]:
+    """Block counts B that divide both depths (PAPER.md section 4)."""
+    return [b for b in range(1, min(teacher_depth, student_depth) + 1)
+            if teacher_depth % b == 0 and student_depth % b == 0]
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(spec: RunSpec) -> None:
+    """Raise ConfigError for any setting that cannot run; the message says what is expected."""
+    _check(spec.kind in STAGES, f"kind: '{spec.kind}' is not a stage; expected one of {', '.join(STAGES)}")
+    d, t, b, r = spec.data, spec.train, spec.backbone, spec.rec
+    _check(d.kcore >= 0, f"data.kcore: expected >= 0, got {d.kcore}")
+    _check(d.min_seq_len >= 3, f"data.min_seq_len: expected >= 3 (train, valid, test), got {d.min_seq_len}")
+    _check(d.max_len >= 1, f"data.max_len: expected >= 1, got {d.max_len}")
+    _check(d.train_targets in ("last", "prefixes"),
+           f"data.train_targets: expected 'last' or 'prefixes', got '{d.train_targets}'")
+    _check(d.n_negatives >= 1, f"data.n_negatives: expected >= 1, got {d.n_negatives}")
+    _check(t.epochs >= 1, f"train.epochs: expected >= 1, got {t.epochs}")
+    _check(t.lr > 0, f"train.lr: expected > 0, got {t.lr}")
+    _check(t.batch_size >= 1, f"train.batch_size: expected >= 1, got {t.batch_size}")
+    _check(t.grad_accum >= 1, f"train.grad_accum: expected >= 1, got {t.grad_accum}")
+    _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
+    _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")
+    _check(spec.sasrec.hidden % spec.sasrec.heads == 0,
+           f"sasrec.hidden: {spec.sasrec.hidden} is not divisible by sasrec.heads={spec.sasrec.heads}")
+    _check(b.depth >= 1, f"backbone.depth: expected >= 1, got {b.depth}")
+    _check(b.layer_selection in ("first", "even"),
+           f"backbone.layer_selection: expected 'first' or 'even', got '{b.layer_selection}'")
+    _check(b.training in ("lora", "full", "frozen"),
+           f"backbone.training: expected lora, full or frozen, got '{b.training}'")
+    _check("{items}" in r.prompt, "rec.prompt: must contain the placeholder {items}")
+    if spec.kind == "student":
+        _validate_distill(spec)
+    if spec.kind == "sweep":
+        _check(len(spec.depths) > 0 and all(x >= 1 for x in spec.depths),
+               f"depths: expected a list of depths >= 1, got {list(spec.depths)}")
+
+
+def _validate_distill(spec: RunSpec) -> None:
+    k = spec.distill
+    for name in ("lambda_cos", "lambda_norm", "lambda_sup"):
+        value = getattr(k, name)
+        _check(value >= 0, f"distill.{name}: expected >= 0, got {value}")
+    _check(k.blocks >= 1, f"distill.blocks: expected >= 1, got {k.blocks}")
+    _check(k.teacher_states in ("cached", "live"),
+           f"distill.teacher_states: expected 'cached' or 'live', got '{k.teacher_states}'")
+
+
+def check_blocks(teacher_depth: int, student_depth: int, blocks: int) -> None:
+    """Refuse a block count that does not divide both depths, naming the valid ones."""
+    options = valid_blocks(teacher_depth, student_depth)
+    _check(blocks in options,
+           f"distill.blocks: B={blocks} must divide both the teacher depth {teacher_depth} and the "
+           f"student depth {student_depth}; valid B: {', '.join(map(str, options))}")
+
+
+# Presets: partial specs applied before explicit options. Sizes are chosen for the hardware each
+# names: `tiny` runs in seconds (tests, demos), `cpu-quick` in minutes on 2 cores.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "data": {"max_users": 64, "max_len": 10, "n_negatives": 99},
+        "train": {"epochs": 1, "batch_size": 16, "max_steps": 4, "log_every": 1, "lr": 1e-3},
+        "sasrec": {"hidden": 32, "layers": 1, "heads": 1},
+        "backbone": {"base": "tiny", "depth": 4},
+        "distill": {"blocks": 2},
+        "analysis": {"users": 32},
+    },
+    "cpu-quick": {
+        "data": {"max_len": 20},
+        "train": {"epochs": 1, "batch_size": 32, "lr": 2e-3, "log_every": 5},
+        "backbone": {"base": "smollm2", "depth": 8},
+        "distill": {"blocks": 4},
+        "analysis": {"users": 256},
+    },
+    "paper": {
+        "data": {"max_len": 30, "train_targets": "prefixes"},
+        "train": {"epochs": 3, "batch_size": 256, "lr": 1e-3, "warmup_ratio": 0.05},
+        "backbone": {"depth": 8, "training": "lora"},
+        "distill": {"blocks": 4, "lambda_cos": 1.0, "lambda_norm": 0.1, "lambda_sup": 1.0},
+    },
+    "deep": {
+        "data": {"max_len": 30, "train_targets": "prefixes"},
+        "train": {"epochs": 3, "batch_size": 256, "lr": 1e-3},
+        "backbone": {"depth": 30},
+        "distill": {"blocks": 2},
+    },
+}
+
+
+def apply_preset(preset: str, overrides: dict[str, dict[str, Any]], kind: str) -> RunSpec:
+    """A spec from a named preset (or none) with explicit section overrides on top."""
+    if preset and preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset '{preset}'; expected one of {', '.join(PRESETS)}")
+    merged: dict[str, Any] = {"kind": kind}
+    for section, values in PRESETS.get(preset, {}).items():
+        merged[section] = dict(values)
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            merged.setdefault(section, {}).update(values)
+        else:
+            merged[section] = values
+    return from_dict(merged)
