@@ -55,6 +55,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate every this many epochs
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit); for tests
     log_every: int = 10  # optimizer steps between loss rows
+    checkpoint_every: int = 50  # optimizer steps between resumable checkpoints (0: epoch ends only)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
@@ -64,12 +65,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SASRecConfig:
-    """SASRec (Kang and McAuley 2018) trained with full-softmax CE at every position."""
+    """SASRec (Kang and McAuley 2018) trained with full-softmax CE at every position.
+
+    Its training settings live here, not in `train`, so a pipeline's SASRec parent keeps its own
+    schedule while `train` configures the LLM stage; seed and device still come from `train`.
+    """
 
     hidden: int = 128
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 128
+    patience: int = 5
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,8 @@ def validate(spec: RunSpec) -> None:
     _check(t.lr > 0, f"train.lr: expected > 0, got {t.lr}")
     _check(t.batch_size >= 1, f"train.batch_size: expected >= 1, got {t.batch_size}")
     _check(t.grad_accum >= 1, f"train.grad_accum: expected >= 1, got {t.grad_accum}")
+    _check(t.log_every >= 1, f"train.log_every: expected >= 1, got {t.log_every}")
+    _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
     _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
     _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")
     _check(spec.sasrec.hidden % spec.sasrec.heads == 0,
@@ -263,7 +274,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "data": {"max_users": 64, "max_len": 10, "n_negatives": 99},
         "train": {"epochs": 1, "batch_size": 16, "max_steps": 4, "log_every": 1, "lr": 1e-3},
-        "sasrec": {"hidden": 32, "layers": 1, "heads": 1},
+        "sasrec": {"hidden": 32, "layers": 1, "heads": 1, "epochs": 1},
         "backbone": {"base": "tiny", "depth": 4},
         "distill": {"blocks": 2},
         "analysis": {"users": 32},

@@ -1,0 +1,124 @@
+"""The `slmrec` command: every subcommand maps to a plain function.
+
+Run options map one-to-one onto spec fields (the OPTIONS table), applied on top of `--preset`;
+`--spec FILE` reads a whole spec from JSON. `--json` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from core.config import ConfigError, RunSpec, apply_preset, PRESETS, from_dict
+
+# flag -> (spec section, field, type). Student layers and teacher depth both set backbone.depth:
+# each stage has one backbone; a pipeline gives each of its runs the depth meant for it.
+OPTIONS = [
+    ("--dataset", "data", "dataset", str), ("--kcore", "data", "kcore", int),
+    ("--min-rating", "data", "min_rating", float), ("--max-len", "data", "max_len", int),
+    ("--train-targets", "data", "train_targets", str), ("--max-users", "data", "max_users", int),
+    ("--epochs", "train", "epochs", int), ("--lr", "train", "lr", float),
+    ("--batch-size", "train", "batch_size", int), ("--grad-accum", "train", "grad_accum", int),
+    ("--seed", "train", "seed", int), ("--device", "train", "device", str),
+    ("--max-steps", "train", "max_steps", int), ("--eval-users", "train", "eval_users", int),
+    ("--precision", "train", "precision", str), ("--patience", "train", "patience", int),
+    ("--sasrec-epochs", "sasrec", "epochs", int), ("--sasrec-hidden", "sasrec", "hidden", int),
+    ("--base", "backbone", "base", str), ("--teacher-depth", "backbone", "depth", int),
+    ("--student-layers", "backbone", "depth", int), ("--layer-selection", "backbone", "layer_selection", str),
+    ("--training", "backbone", "training", str), ("--lora-r", "backbone", "lora_r", int),
+    ("--prompt", "rec", "prompt", str),
+    ("--teacher", "distill", "teacher_run", str), ("--blocks", "distill", "blocks", int),
+    ("--lambda-cos", "distill", "lambda_cos", float), ("--lambda-norm", "distill", "lambda_norm", float),
+    ("--lambda-sup", "distill", "lambda_sup", float), ("--teacher-states", "distill", "teacher_states", str),
+    ("--run", "analysis", "run", str), ("--against", "analysis", "against", str),
+    ("--users", "analysis", "users", int),
+    ("--sasrec-run", None, "sasrec_run", str), ("--name", None, "name", str),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `slmrec run` and `slmrec submit`."""
+    parser.add_argument("stage", choices=["sasrec", "teacher", "student", "analysis", "sweep"])
+    parser.add_argument("--preset", default="", help=f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--spec", type=Path, help="a JSON spec file (options override it)")
+    parser.add_argument("--depths", help="comma-separated depths for the sweep stage, e.g. 1,2,4,8")
+    for flag, _, _, kind in OPTIONS:
+        parser.add_argument(flag, type=kind, default=None)
+    parser.add_argument("--json", action="store_true")
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """Build a spec: preset, then spec file, then explicit options."""
+    overrides: dict = {}
+    if args.spec:
+        try:
+            loaded = json.loads(args.spec.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{args.spec}: cannot read the spec file: {exc}") from exc
+        if loaded.get("kind", args.stage) != args.stage:
+            raise ConfigError(f"{args.spec}: kind '{loaded['kind']}' does not match the stage '{args.stage}'")
+        from_dict({**loaded, "kind": args.stage})  # rejects unknown keys by name
+        overrides = {k: v for k, v in loaded.items() if k != "kind"}
+    for flag, section, field, _ in OPTIONS:
+        value = getattr(args, _dest(flag))
+        if value is None:
+            continue
+        if section is None:
+            overrides[field] = value
+        else:
+            overrides.setdefault(section, {})[field] = value
+    if args.depths:
+        overrides["depths"] = [int(x) for x in args.depths.split(",") if x.strip()]
+    return apply_preset(args.preset, overrides, args.stage)
+
+
+def _print_rows(rows: list[dict], as_json: bool, as_csv: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, default=str, indent=1))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        if not rows:
+            print("(no rows)")
+            return
+        cols = list(rows[0])
+        widths = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in cols}
+        print("  ".join(c.ljust(widths[c]) for c in cols))
+        for r in rows:
+            print("  ".join(_fmt(r[c]).ljust(widths[c]) for c in cols))
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `slmrec` command."""
+    from core import commands  # noqa: PLC0415 - keeps `slmrec --help` fast
+
+    parser = commands.build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except commands.UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

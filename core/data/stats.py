@@ -1,0 +1,38 @@
+"""Summary numbers of a prepared dataset, as plain JSON data (`slmrec data stats --json`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from core.data.prepare import PreparedData
+
+
+def compute_stats(sequences: list[np.ndarray], n_items: int, drops: dict[str, int],
+                  read_rows: int) -> dict[str, Any]:
+    """users, items, interactions, sequence-length summary, density and drop counts.
+
+    read_rows: interactions in the source before any drop (duplicates and missing values included).
+    """
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    n_users, interactions = len(sequences), int(lengths.sum())
+    return {
+        "users": n_users,
+        "items": int(n_items),
+        "interactions": interactions,
+        "source_rows": int(read_rows),
+        "seq_len": {
+            "min": int(lengths.min()), "mean": float(lengths.mean()),
+            "median": float(np.median(lengths)), "max": int(lengths.max()),
+        },
+        "density": interactions / (n_users * n_items),
+        "drops": {reason: int(count) for reason, count in drops.items()},
+    }
+
+
+def stats(prepared: PreparedData) -> dict[str, Any]:
+    """The prepared data's stats plus its cache key, as a fresh JSON-able dict."""
+    return {"key": prepared.key, **copy.deepcopy(prepared.stats)}

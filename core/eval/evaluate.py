@@ -1,0 +1,60 @@
+"""Evaluate any model that maps an input sequence to a user vector, under both protocols.
+
+A model is given as `user_vectors(inputs (B, L)) -> (B, d)` plus the item table `(n_items + 1, d)`
+it scores against (row 0 is padding and never ranked). The result is each user's 0-based target
+rank, from which every metric follows (core/eval/metrics.py). Users are processed in batches and
+items in chunks, so no users x items matrix is ever built for the whole catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.data.examples import eval_examples, history
+from core.eval.ranking import full_ranks, sampled_ranks
+
+UserVectors = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SplitRanks:
+    """0-based target ranks of one split, per protocol, aligned with `users`."""
+
+    split: str
+    users: np.ndarray
+    ranks: dict[str, np.ndarray]  # protocol -> ranks
+
+
+def eval_users(n_users: int, limit: int) -> np.ndarray:
+    """The users evaluated: all, or the first `limit` (0 = all) for quick runs."""
+    return np.arange(n_users if not limit else min(limit, n_users))
+
+
+@torch.no_grad()
+def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared, split: str, max_len: int,
+                   *, batch_size: int = 256, mask_history: bool = True, users: np.ndarray | None = None,
+                   protocols: tuple[str, ...] = ("full", "sampled")) -> SplitRanks:
+    """Rank every evaluated user's target for `split` under the requested protocols."""
+    inputs, targets, user_ids = eval_examples(prepared, split, max_len)
+    keep = np.arange(len(user_ids)) if users is None else np.searchsorted(user_ids, users)
+    seen = history(prepared, split) if mask_history else None
+    negatives = prepared.candidates(split) if "sampled" in protocols else None
+    device = item_table.device
+    out: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
+    for start in range(0, len(keep), batch_size):
+        rows = keep[start:start + batch_size]
+        vectors = user_vectors(torch.as_tensor(inputs[rows], device=device)).float()
+        target = torch.as_tensor(targets[rows], device=device)
+        table = item_table.float()
+        if "full" in protocols:
+            masked = [torch.as_tensor(seen[u], device=device) for u in user_ids[rows]] if seen is not None else None
+            out["full"].append(full_ranks(vectors, table, target, masked).cpu().numpy())
+        if "sampled" in protocols:
+            neg = torch.as_tensor(negatives[user_ids[rows]], device=device)
+            out["sampled"].append(sampled_ranks(vectors, table, target, neg).cpu().numpy())
+    ranks = {p: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for p, v in out.items()}
+    return SplitRanks(split, user_ids[keep], ranks)

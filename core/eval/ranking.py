@@ -1,0 +1,151 @@
+"""Target ranks: the ground truth every metric is computed from (DESIGN.md section 5).
+
+A rank is the 0-based position of a user's target item in the model's ordering: 0 means the target
+scored highest. Conventions, stated once for every function here:
+
+- Item ids are 1..n_items; id 0 is padding, never a real item and never counted as a competitor.
+- Ties are broken PESSIMISTICALLY: an item whose score equals the target's is counted as ranked
+  above it. A model that gives every item the same score therefore ranks each target last, never
+  first, so constant or collapsed models cannot look good by accident.
+- History masking (full ranking): items in the user's history are left out of the count, except the
+  target itself, which is always ranked (a repeated purchase is still a hit).
+- Scores are compared in at least float32 (bf16 inputs are upcast), so bf16 rounding cannot create
+  ties that would not exist at full precision.
+
+`full_ranks` ranks against the whole catalogue in item chunks, so a 1M-item catalogue never needs
+a (B, n_items) score matrix; `full_ranks_from_scores` does the same for a model that returns scores
+directly, and the two agree exactly (tested). `sampled_ranks` is the secondary protocol of
+PAPER.md section 5: the target against K sampled negatives.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+History = Sequence[Tensor] | Tensor | None
+
+
+def pad_history(history: History, batch: int, device: torch.device) -> Tensor:
+    """History as a (B, H) LongTensor on `device`, right-padded with 0 (H >= 1).
+
+    Accepts a list of 1-D LongTensors (one per user, any lengths), an already padded (B, H) tensor
+    with 0 as padding, or None (no history: a single column of padding).
+    """
+    if history is None:
+        return torch.zeros(batch, 1, dtype=torch.long, device=device)
+    if isinstance(history, Tensor):
+        if history.dim() != 2 or history.shape[0] != batch:
+            raise ValueError(f"history: expected a (B={batch}, H) tensor, got shape {tuple(history.shape)}")
+        return history.to(device=device, dtype=torch.long)
+    if len(history) != batch:
+        raise ValueError(f"history: expected {batch} sequences (one per user), got {len(history)}")
+    width = max([1] + [len(h) for h in history])
+    padded = torch.zeros(batch, width, dtype=torch.long, device=device)
+    for row, items in enumerate(history):
+        padded[row, : len(items)] = torch.as_tensor(items, dtype=torch.long, device=device)
+    return padded
+
+
+def _score_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype scores are compared in: the inputs' common dtype, but at least float32."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _excluded_mask(excluded: Tensor, start: int, width: int) -> Tensor:
+    """(B, width) bool: True where item start + j is in the user's `excluded` set (B, E)."""
+    batch = excluded.shape[0]
+    inside = (excluded >= start) & (excluded < start + width)
+    # Ids outside this chunk go to a spare last column, which is dropped.
+    columns = torch.where(inside, excluded - start, torch.full_like(excluded, width))
+    mask = torch.zeros(batch, width + 1, dtype=torch.bool, device=excluded.device)
+    mask.scatter_(1, columns, True)
+    return mask[:, :width]
+
+
+def _excluded_items(targets: Tensor, history: History) -> Tensor:
+    """(B, E) ids never counted above a target: padding 0, the target itself, and the history.
+
+    Excluding the target from the count and excluding history items is the same as "mask the
+    history except the target", since the target is never its own competitor.
+    """
+    batch = targets.shape[0]
+    hist = pad_history(history, batch, targets.device)  # (B, H)
+    padding = torch.zeros(batch, 1, dtype=torch.long, device=targets.device)
+    return torch.cat([padding, targets[:, None], hist], dim=1)  # (B, H + 2)
+
+
+def _check_targets(targets: Tensor, n_items: int) -> None:
+    if targets.dim() != 1:
+        raise ValueError(f"targets: expected a 1-D tensor (B,), got shape {tuple(targets.shape)}")
+    if targets.numel() and (targets.min() < 1 or targets.max() > n_items):
+        raise ValueError(f"targets: expected item ids in 1..{n_items} (0 is padding), "
+                         f"got values in {targets.min().item()}..{targets.max().item()}")
+
+
+def full_ranks_from_scores(scores: Tensor, targets: Tensor, history: History = None) -> Tensor:
+    """0-based rank (B,) of each target among all real items, from a (B, n_items + 1) score matrix.
+
+    Column 0 (padding) is ignored; ties are pessimistic; history items other than the target are
+    not counted (pass history=None to rank against every item).
+    """
+    width = scores.shape[1]  # scores: (B, n_items + 1)
+    targets = targets.long()
+    _check_targets(targets, width - 1)
+    scores = scores.to(_score_dtype(scores))
+    target_scores = scores.gather(1, targets[:, None])  # (B, 1)
+    above = scores >= target_scores  # (B, n_items + 1), ties count as above
+    above &= ~_excluded_mask(_excluded_items(targets, history), 0, width)
+    return above.sum(dim=1)
+
+
+def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
+               item_chunk: int = 65536) -> Tensor:
+    """0-based rank (B,) of each target among all real items, scored by dot product.
+
+    user_vectors (B, d) and item_table (n_items + 1, d), row 0 being padding. Items are scored
+    `item_chunk` at a time, counting per chunk the items that score >= the target (pessimistic
+    ties), so memory is O(B * (item_chunk + B)) whatever the catalogue size. Same semantics as
+    `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`.
+    """
+    if item_chunk < 1:
+        raise ValueError(f"item_chunk: expected >= 1, got {item_chunk}")
+    n_rows = item_table.shape[0]  # n_items + 1
+    targets = targets.long()
+    _check_targets(targets, n_rows - 1)
+    dtype = _score_dtype(user_vectors, item_table)
+    users = user_vectors.to(dtype)  # (B, d)
+    target_rows = item_table[targets]  # (B, d)
+    excluded = _excluded_items(targets, history)  # (B, E)
+    counts = torch.zeros(users.shape[0], dtype=torch.long, device=users.device)
+    for start in range(0, n_rows, item_chunk):
+        block = item_table[start:start + item_chunk]  # (C, d)
+        width = block.shape[0]
+        # The target rows ride along in the same matmul as the chunk, so a target and an item with
+        # an identical embedding get bit-identical scores and the tie is counted as a tie.
+        scores = users @ torch.cat([block, target_rows]).to(dtype).T  # (B, C + B)
+        target_scores = scores[:, width:].diagonal()  # (B,) user b against its own target
+        above = scores[:, :width] >= target_scores[:, None]  # (B, C), ties count as above
+        above &= ~_excluded_mask(excluded, start, width)
+        counts += above.sum(dim=1)
+    return counts
+
+
+def sampled_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
+    """0-based rank (B,) of each target among itself and its K sampled negatives (B, K).
+
+    Scores are dot products; ties are pessimistic. Negative ids of 0 are padding and not counted
+    (so users may have fewer than K negatives).
+    """
+    dtype = _score_dtype(user_vectors, item_table)
+    targets, negatives = targets.long(), negatives.long()
+    candidates = torch.cat([targets[:, None], negatives], dim=1)  # (B, 1 + K), target first
+    vectors = item_table[candidates].to(dtype)  # (B, 1 + K, d)
+    scores = torch.einsum("bd,bkd->bk", user_vectors.to(dtype), vectors)  # (B, 1 + K)
+    above = (scores[:, 1:] >= scores[:, :1]) & (negatives != 0)  # (B, K)
+    return above.sum(dim=1)

@@ -1,0 +1,89 @@
+"""The E4SRec-style LLM recommender (PAPER.md section 2), one class for teacher and student.
+
+Input to the LLM: `[prompt before {items}][one vector per item][prompt after {items}]`. Item
+vectors are rows of the frozen SASRec item table passed through a trainable linear `input_map`
+into the LLM's hidden size; the prompt parts are ordinary token embeddings, computed once (the
+vocabulary table is then dropped). The hidden state at the last position, after the final norm,
+goes through a trainable linear `score_head` back to the item-table size: that is the user
+vector, and every item's score is its dot product with the item table. Teacher and student differ
+only by the backbone's depth; distillation combines two instances, it does not subclass them.
+
+Padding: each row's real tokens are right-aligned (left padding) with an attention mask, and the
+backbone derives positions from the mask, so padding never changes a result.
+Layer index convention (the backbone's, stated once): 0 = input embeddings, l = the residual stream
+after decoder layer l (before the final norm), num_layers + 1 = the final-norm output.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LLMRec(nn.Module):
+    """Sequential recommender over a (truncated, possibly LoRA-wrapped) decoder backbone."""
+
+    def __init__(self, backbone: nn.Module, item_table: Tensor, prompt: str):
+        super().__init__()
+        if "{items}" not in prompt:
+            raise ValueError("rec.prompt: must contain the placeholder {items}")
+        self.backbone = backbone
+        hidden, item_dim = backbone.hidden_size, item_table.shape[1]
+        self.register_buffer("item_table", item_table.detach().float().clone(), persistent=False)
+        self.input_map = nn.Linear(item_dim, hidden)
+        self.score_head = nn.Linear(hidden, item_dim)
+        before, after = prompt.split("{items}", 1)
+        with torch.no_grad():
+            self.register_buffer("prefix", backbone.embed_text(before, bos=True).detach().clone(), persistent=False)
+            self.register_buffer("suffix", backbone.embed_text(after, bos=False).detach().clone(), persistent=False)
+        backbone.drop_vocabulary()  # the 49k-row table is not needed per step
+
+    @property
+    def num_layers(self) -> int:
+        return self.backbone.num_layers
+
+    @property
+    def n_items(self) -> int:
+        return self.item_table.shape[0] - 1
+
+    def _inputs(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Embeddings (B, T, H) and mask (B, T) for left-padded item ids (B, L); T = P + L + S."""
+        batch = items.shape[0]
+        item_vectors = self.input_map(self.item_table[items])  # (B, L, H)
+        dtype = item_vectors.dtype
+        prefix = self.prefix.to(dtype).expand(batch, -1, -1)  # (B, P, H)
+        suffix = self.suffix.to(dtype).expand(batch, -1, -1)  # (B, S, H)
+        embeds = torch.cat([prefix, item_vectors, suffix], dim=1)
+        ones = lambda n: torch.ones(batch, n, dtype=torch.long, device=items.device)  # noqa: E731
+        mask = torch.cat([ones(prefix.shape[1]), (items != 0).long(), ones(suffix.shape[1])], dim=1)
+        # Move each row's padding (between prompt and items) to the front: a stable sort of the mask
+        # keeps the real tokens in order, so every row is left-padded.
+        order = torch.argsort(mask, dim=1, stable=True)  # (B, T)
+        embeds = embeds.gather(1, order[..., None].expand_as(embeds))
+        return embeds, mask.gather(1, order)
+
+    def last_states(self, items: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """Last-position hidden states (B, H) of the requested layers, in the order asked."""
+        embeds, mask = self._inputs(items)
+        return [h[:, -1] for h in self.backbone(embeds, mask, list(layers))]
+
+    def head(self, final_state: Tensor) -> Tensor:
+        """User vectors (B, item_dim) from final-norm states (B, H)."""
+        return self.score_head(final_state)
+
+    def user_vectors(self, items: Tensor) -> Tensor:
+        """(B, item_dim) user vectors for left-padded item ids (B, L)."""
+        return self.head(self.last_states(items, [self.num_layers + 1])[0])
+
+    def scores(self, user_vectors: Tensor) -> Tensor:
+        """(B, n_items + 1) scores; the padding column is -inf so it is never predicted."""
+        logits = user_vectors.float() @ self.item_table.T
+        logits[:, 0] = float("-inf")
+        return logits
+
+    def loss(self, items: Tensor, targets: Tensor) -> Tensor:
+        """Full-softmax cross-entropy over all items for targets (B,) in 1..n_items."""
+        return F.cross_entropy(self.scores(self.user_vectors(items)), targets)

@@ -1,0 +1,106 @@
+"""The stages, their dependencies, and how one run is executed.
+
+`STAGES` is the one table the CLI and the worker both use: stage name -> `run_<stage>(spec, ctx)`.
+`submit` writes a queued run (reusing a finished run with the same settings hash when asked);
+`plan` adds the parent runs a stage needs (a teacher needs a SASRec item table, a student a
+teacher); `execute` runs one queued run to an end state: done, failed or cancelled, never left
+"running".
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import traceback
+from dataclasses import replace
+
+from core.config import RunSpec, from_dict, settings_hash, to_dict
+from core.store import runs as run_store
+from core.store.events import EventWriter, compact
+from core.store.paths import Paths
+
+STAGES = {
+    "sasrec": "core.stages.sasrec:run_sasrec",
+    "teacher": "core.stages.llm:run_teacher",
+    "student": "core.stages.llm:run_student",
+    "analysis": "core.stages.analysis:run_analysis",
+    "sweep": "core.stages.sweep:run_sweep",
+}
+HEARTBEAT_S = 2.0
+
+
+def stage_function(kind: str):
+    """The `run_<stage>` function for a stage (imported lazily: torch loads only when running)."""
+    module, name = STAGES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def sasrec_parent(spec: RunSpec) -> RunSpec:
+    """The SASRec run whose item table an LLM stage uses: same data, SASRec settings and seed."""
+    return RunSpec(kind="sasrec", data=spec.data, sasrec=spec.sasrec, rec=spec.rec,
+                   train=replace(type(spec.train)(), seed=spec.train.seed, device=spec.train.device,
+                                 max_steps=spec.train.max_steps, eval_users=spec.train.eval_users))
+
+
+def submit(paths: Paths, spec: RunSpec, parent_id: str | None = None, reuse: bool = True) -> tuple[str, bool]:
+    """Queue a run, or reuse a finished/queued/running one with the same settings; (run_id, reused)."""
+    digest = settings_hash(spec)
+    if reuse:
+        existing = run_store.find_run_by_hash(paths.runs, spec.kind, digest, statuses=("done", "queued", "running"))
+        if existing:
+            return existing, True
+    run_id = run_store.create_run(paths.runs, to_dict(spec), spec.kind, spec.name, parent_id, digest)
+    return run_id, False
+
+
+def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
+    """Submit `spec` and any parents it lacks; return the run ids in execution order."""
+    ids: list[str] = []
+    if spec.kind in ("teacher", "student", "sweep") and not spec.sasrec_run:
+        parent, _ = submit(paths, sasrec_parent(spec), reuse=reuse)
+        ids.append(parent)
+        spec = replace(spec, sasrec_run=parent)
+    parent_id = spec.distill.teacher_run if spec.kind == "student" else (spec.analysis.run or None)
+    run_id, _ = submit(paths, spec, parent_id=parent_id or (ids[-1] if ids else None), reuse=reuse)
+    return ids + [run_id]
+
+
+def _heartbeat(paths: Paths, run_id: str, stop: threading.Event, lock: threading.Lock) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        with lock:
+            run_store.update_state(paths.runs, run_id, heartbeat_at=run_store.now_iso())
+
+
+def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: bool = False) -> dict:
+    """Run one run to its end state and return its final state."""
+    from core.stages.context import RunContext  # noqa: PLC0415 - imports torch
+    from core.train.device import resolve_device  # noqa: PLC0415
+    from core.train.loop import Cancelled  # noqa: PLC0415
+
+    spec = from_dict(run_store.read_spec(paths.runs, run_id)["spec"])
+    ctx = RunContext(run_id, paths, resolve_device(device_name or spec.train.device),
+                     EventWriter(paths.runs / run_id), echo=echo)
+    ctx.set_state(status="running", phase="start", started_at=run_store.now_iso(), pid=os.getpid(),
+                  device=str(ctx.device), heartbeat_at=run_store.now_iso(), error=None)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(paths, run_id, stop, ctx._lock), daemon=True)
+    beat.start()
+    final: dict = {}
+    try:
+        ctx.log(f"{spec.kind} run {run_id} on {ctx.device}")
+        result = stage_function(spec.kind)(spec, ctx)
+        final = {"status": "done", "progress": 1.0, "phase": "done", "result": result}
+    except Cancelled as exc:
+        final = {"status": "cancelled", "phase": "cancelled", "error": str(exc)}
+    except Exception as exc:  # any failure ends the run as failed, with the traceback in its log
+        ctx.log("".join(traceback.format_exception(exc)))
+        final = {"status": "failed", "phase": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        stop.set()
+        beat.join()
+        ctx.events.flush()
+        compact(paths.runs / run_id)
+    ctx.log(f"{final['status']}" + (f": {final['error']}" if final.get("error") else ""))
+    ctx.set_state(finished_at=run_store.now_iso(), eta_s=0, **final)
+    return run_store.read_state(paths.runs, run_id)

@@ -1,0 +1,84 @@
+"""The sasrec stage: the popularity baseline and SASRec, evaluated under both protocols.
+
+SASRec gives the frozen item table the LLM recommender reuses (saved in its checkpoint as
+`item_table`) and a baseline row; popularity is evaluated in the same run as a second baseline.
+Test metrics are computed once, with the best checkpoint by validation NDCG@10 (full ranking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from core.config import RunSpec, TrainConfig
+from core.data.examples import sasrec_examples
+from core.data.prepare import prepare
+from core.eval.evaluate import eval_users, evaluate_split
+from core.models.popularity import Popularity
+from core.models.sasrec import SASRec
+from core.stages.common import fit, manifest, trainable_weights, write_evaluation
+from core.stages.context import RunContext
+from core.store import checkpoints
+from core.train.device import seed_everything
+
+
+def sasrec_schedule(spec: RunSpec) -> TrainConfig:
+    """The loop settings for SASRec: its own epochs, lr, batch and patience; the rest from `train`."""
+    s = spec.sasrec
+    return replace(spec.train, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, patience=s.patience,
+                   grad_accum=1, warmup_ratio=0.0)
+
+
+def training_sequences(prepared) -> list[np.ndarray]:
+    """Each user's training items: everything before the validation target."""
+    return [s[:-2] for s in prepared.sequences]
+
+
+def evaluate_model(ctx: RunContext, spec: RunSpec, prepared, model, split: str, step: int, name: str) -> dict:
+    """Evaluate a factorised model (user_vectors, item_table) on a split and store the rows."""
+    users = eval_users(prepared.n_users, spec.train.eval_users)
+    with torch.no_grad():
+        table = model.item_table()
+        result = evaluate_split(model.user_vectors, table, prepared, split, spec.data.max_len,
+                                mask_history=spec.rec.mask_history, users=users)
+    return write_evaluation(ctx, step, name, None, result)
+
+
+def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
+    """Train SASRec and evaluate it and the popularity baseline; return the test metrics."""
+    prepared = prepare(spec.data, ctx.paths.data_root)
+    ctx.log(f"data {spec.data.dataset}: {prepared.n_users} users, {prepared.n_items} items")
+    seed_everything(spec.train.seed)
+    popularity = Popularity(prepared.n_items, training_sequences(prepared)).to(ctx.device)
+    baseline = {split: evaluate_model(ctx, spec, prepared, popularity, split, 0, "popularity")
+                for split in ("valid", "test")}
+
+    inputs, targets = (torch.as_tensor(a, device=ctx.device) for a in sasrec_examples(prepared, spec.data.max_len))
+    model = SASRec(prepared.n_items, spec.data.max_len, spec.sasrec).to(ctx.device)
+
+    def loss_fn(indices: torch.Tensor):
+        ce = model.loss(inputs[indices.to(ctx.device)], targets[indices.to(ctx.device)])
+        return ce, {"ce": ce}
+
+    def evaluate_valid():
+        users = eval_users(prepared.n_users, spec.train.eval_users)
+        return evaluate_split(model.user_vectors, model.item_table(), prepared, "valid", spec.data.max_len,
+                              mask_history=spec.rec.mask_history, users=users)
+
+    ctx.set_state(phase="train")
+    schedule = sasrec_schedule(spec)
+    result = fit(ctx, replace(spec, train=schedule), model, loss_fn, len(inputs), evaluate_valid, "sasrec")
+    ctx.set_state(phase="test")
+    test = evaluate_model(ctx, spec, prepared, model, "test", result.best_step, "sasrec")
+    weights = trainable_weights(model) | {"item_table": model.item_table().detach().cpu().contiguous()}
+    info = manifest(spec, ctx, model, best_step=result.best_step, n_items=prepared.n_items,
+                    item_dim=spec.sasrec.hidden, dataset_key=prepared.key, test_metrics=test,
+                    train_seconds=result.train_seconds)
+    checkpoints.save_checkpoint(ctx.checkpoint_dir, weights, info)
+    ctx.events.append("timings", [{"run_id": ctx.run_id, "phase": "train", "samples": result.samples,
+                                   "seconds": result.train_seconds,
+                                   "samples_per_s": result.samples / max(result.train_seconds, 1e-9),
+                                   "peak_mem_mb": None, "device": str(ctx.device)}])
+    return {"metrics": {"sasrec": test, "popularity": baseline["test"]}, "best_step": result.best_step}

@@ -1,0 +1,131 @@
+"""Checkpoints: exact safetensors round trips, pickle refused, optimizer and RNG state without pickle."""
+
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from core.store.checkpoints import (
+    CheckpointError,
+    capture_rng_state,
+    flatten_state_dict,
+    load_checkpoint,
+    load_resume_state,
+    read_manifest,
+    restore_rng_state,
+    save_checkpoint,
+    save_resume_state,
+    unflatten_state_dict,
+    write_manifest,
+)
+
+
+def _assert_same(a, b):
+    """Deep equality of nested state with tensors compared exactly (dtype, shape, values)."""
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_checkpoint_round_trip_exact(tmp_path):
+    embed = torch.randn(10, 4)
+    tensors = {"embed.weight": embed, "head.weight": embed,  # tied weights share memory
+               "layer.bias": torch.arange(6, dtype=torch.bfloat16)[::2],  # a non-contiguous view
+               "ids": torch.tensor([1, 2, 3], dtype=torch.int64)}
+    manifest = {"kind": "student", "layers": [0, 2], "metrics": {"NDCG@10": 0.1}}
+    save_checkpoint(tmp_path / "ck", tensors, manifest)
+    loaded, loaded_manifest = load_checkpoint(tmp_path / "ck")
+    assert loaded_manifest == manifest
+    assert loaded.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        _assert_same(tensor.contiguous(), loaded[name])
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["manifest.json", "model.safetensors"]
+    assert load_checkpoint(tmp_path / "ck" / "model.safetensors")[0].keys() == tensors.keys()
+    write_manifest(tmp_path / "ck", {**manifest, "test": {"HR@10": 0.2}})
+    assert read_manifest(tmp_path / "ck")["test"] == {"HR@10": 0.2}
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        write_manifest(tmp_path / "empty", {})
+
+
+def test_pickle_files_are_refused(tmp_path):
+    weights = {"w": torch.ones(2)}
+    torch.save(weights, tmp_path / "model.pt")
+    (tmp_path / "model.bin").write_bytes(pickle.dumps(weights))
+    for name in ("model.pt", "model.bin"):
+        with pytest.raises(CheckpointError, match="never"):
+            load_checkpoint(tmp_path / name)
+    with pytest.raises(CheckpointError, match="pickle files are never loaded"):
+        load_checkpoint(tmp_path)  # a folder of pickles, no manifest
+    disguised = tmp_path / "ck"
+    disguised.mkdir()
+    (disguised / "model.safetensors").write_bytes(pickle.dumps(weights))
+    (disguised / "manifest.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_checkpoint(disguised)
+
+
+def _trained_adamw():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)
+    for _ in range(3):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model, optimizer
+
+
+def test_adamw_state_dict_round_trip_exact(tmp_path):
+    model, optimizer = _trained_adamw()
+    state = optimizer.state_dict()
+    tensors, meta = flatten_state_dict(state, prefix="optimizer")
+    assert all(k.startswith("optimizer/") for k in tensors)
+    save_resume_state(tmp_path, {**tensors, **model.state_dict()}, {"optimizer": meta, "step": 3})
+    loaded, saved = load_resume_state(tmp_path)
+    restored = unflatten_state_dict(loaded, saved["optimizer"])
+    _assert_same(state, restored)
+    fresh = torch.optim.AdamW(model.parameters(), lr=1.0)
+    fresh.load_state_dict(restored)  # and torch accepts it
+    _assert_same(fresh.state_dict(), state)
+
+
+def test_flatten_keeps_key_types_and_refuses_objects():
+    state = {0: {"a": (1, 2.5, None, True)}, "0": [torch.zeros(2)], "x": {"nested": {1: "s"}}}
+    tensors, meta = flatten_state_dict(state)
+    _assert_same(unflatten_state_dict(tensors, meta), state)
+    with pytest.raises(TypeError, match="without pickle"):
+        flatten_state_dict({"f": lambda: 0})
+
+
+def test_resume_state_from_two_different_saves_is_refused(tmp_path):
+    save_resume_state(tmp_path, {"w": torch.ones(1)}, {"step": 1})
+    first = (tmp_path / "resume.json").read_bytes()
+    save_resume_state(tmp_path, {"w": torch.ones(1) * 2}, {"step": 2})
+    (tmp_path / "resume.json").write_bytes(first)  # as if the crash came between the two writes
+    with pytest.raises(CheckpointError, match="different saves"):
+        load_resume_state(tmp_path)
+    assert load_resume_state(tmp_path / "none") is None
+
+
+def test_rng_states_restore_exactly(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    tensors, meta = capture_rng_state()
+    save_resume_state(tmp_path, tensors, {"rng": meta})
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    loaded, saved = load_resume_state(tmp_path)
+    restore_rng_state(loaded, saved["rng"])
+    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(expected[0], again[0])
+    assert np.array_equal(expected[1], again[1]) and expected[2] == again[2]
