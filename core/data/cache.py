@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.config import DataConfig
+from core.data.errors import DataError
 
 CACHE_VERSION = 1
 EDGE_BYTES = 1 << 20
@@ -36,13 +37,16 @@ NOT_IN_KEY = ("dataset", "max_len", "train_targets")
 
 def fingerprint(path: Path) -> str:
     """A cheap content fingerprint (see the module docstring)."""
-    info = path.stat()
-    digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}".encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(EDGE_BYTES))
-        if info.st_size > EDGE_BYTES:
-            handle.seek(max(EDGE_BYTES, info.st_size - EDGE_BYTES))
+    try:
+        info = path.stat()
+        digest = hashlib.sha256(f"{info.st_size}:{info.st_mtime_ns}".encode())
+        with open(path, "rb") as handle:
             digest.update(handle.read(EDGE_BYTES))
+            if info.st_size > EDGE_BYTES:
+                handle.seek(max(EDGE_BYTES, info.st_size - EDGE_BYTES))
+                digest.update(handle.read(EDGE_BYTES))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file: {error.strerror or error}") from None
     return digest.hexdigest()
 
 

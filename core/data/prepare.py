@@ -100,7 +100,10 @@ def _build(cfg: DataConfig, source: Path, data_root: Path, key: str, folder: Pat
     meta = {"version": CACHE_VERSION, "key": key, "dataset": cfg.dataset,
             "source": os.path.relpath(source, data_root), "settings": key_settings(cfg),
             "n_users": n_users, "n_items": n_items, "stats": stats}
-    _save(prepared, kept.user, kept.item, kept.timestamp, meta)
+    try:
+        _save(prepared, kept.user, kept.item, kept.timestamp, meta)
+    except OSError as error:  # e.g. a full disk: no half-written file is left (atomic writes)
+        raise DataError(f"{folder}: cannot write the prepared data ({error.strerror or error})") from None
     return prepared
 
 

@@ -47,11 +47,11 @@ def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared
     out: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
     for start in range(0, len(keep), batch_size):
         rows = keep[start:start + batch_size]
-        vectors = user_vectors(torch.as_tensor(inputs[rows], device=device)).float()
+        vectors = user_vectors(torch.tensor(inputs[rows], device=device)).float()
         target = torch.as_tensor(targets[rows], device=device)
         table = item_table.float()
         if "full" in protocols:
-            masked = [torch.as_tensor(seen[u], device=device) for u in user_ids[rows]] if seen is not None else None
+            masked = [torch.tensor(seen[u], device=device) for u in user_ids[rows]] if seen is not None else None
             out["full"].append(full_ranks(vectors, table, target, masked).cpu().numpy())
         if "sampled" in protocols:
             neg = torch.as_tensor(negatives[user_ids[rows]], device=device)
