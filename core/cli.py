@@ -43,9 +43,9 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of `slmrec run` and `slmrec submit`."""
-    parser.add_argument("stage", choices=["sasrec", "teacher", "student", "analysis", "sweep"])
+def add_run_options(parser: argparse.ArgumentParser, extra_stages: tuple[str, ...] = ()) -> None:
+    """The options of `slmrec run` and `slmrec submit` (which adds the `pipeline` pseudo-stage)."""
+    parser.add_argument("stage", choices=["sasrec", "teacher", "student", "analysis", "sweep", *extra_stages])
     parser.add_argument("--preset", default="", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--spec", type=Path, help="a JSON spec file (options override it)")
     parser.add_argument("--depths", help="comma-separated depths for the sweep stage, e.g. 1,2,4,8")

@@ -281,7 +281,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu-quick": {
         "data": {"max_len": 20},
-        "train": {"epochs": 1, "batch_size": 32, "lr": 2e-3, "log_every": 5},
+        "train": {"epochs": 3, "batch_size": 32, "lr": 2e-3, "log_every": 5},
         "backbone": {"base": "smollm2", "depth": 8},
         "distill": {"blocks": 4},
         "analysis": {"users": 256},

@@ -3,8 +3,8 @@
 `STAGES` is the one table the CLI and the worker both use: stage name -> `run_<stage>(spec, ctx)`.
 `submit` writes a queued run (reusing a finished run with the same settings hash when asked);
 `plan` adds the parent runs a stage needs (a teacher needs a SASRec item table, a student a
-teacher); `execute` runs one queued run to an end state: done, failed or cancelled, never left
-"running".
+teacher); `plan_pipeline` queues the chain sasrec -> teacher -> student -> analysis; `execute`
+runs one queued run to an end state: done, failed or cancelled, never left "running".
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from core.store.paths import Paths
 STAGES = {
     "sasrec": "core.stages.sasrec:run_sasrec",
     "teacher": "core.stages.llm:run_teacher",
-    "student": "core.stages.llm:run_student",
+    "student": "core.stages.student:run_student",
     "analysis": "core.stages.analysis:run_analysis",
     "sweep": "core.stages.sweep:run_sweep",
 }
@@ -57,6 +57,10 @@ def submit(paths: Paths, spec: RunSpec, parent_id: str | None = None, reuse: boo
 def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
     """Submit `spec` and any parents it lacks; return the run ids in execution order."""
     ids: list[str] = []
+    if spec.kind == "student" and spec.distill.teacher_run and not spec.sasrec_run:
+        # a student reads the same frozen item table as its teacher
+        teacher = run_store.read_spec(paths.runs, spec.distill.teacher_run)["spec"]
+        spec = replace(spec, sasrec_run=teacher.get("sasrec_run", ""))
     if spec.kind in ("teacher", "student", "sweep") and not spec.sasrec_run:
         parent, _ = submit(paths, sasrec_parent(spec), reuse=reuse)
         ids.append(parent)
@@ -64,6 +68,23 @@ def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
     parent_id = spec.distill.teacher_run if spec.kind == "student" else (spec.analysis.run or None)
     run_id, _ = submit(paths, spec, parent_id=parent_id or (ids[-1] if ids else None), reuse=reuse)
     return ids + [run_id]
+
+
+def plan_pipeline(paths: Paths, teacher: RunSpec, student: RunSpec, analysis: RunSpec,
+                  reuse: bool = True) -> list[str]:
+    """Submit the chain sasrec -> teacher -> student -> analysis; return the four run ids.
+
+    The teacher need not be finished: the student's spec names the teacher's run id (so its
+    settings hash includes it), and the analysis names the student (run) and the teacher
+    (against). Each link reuses a finished or pending run with the same settings hash.
+    """
+    ids = plan(paths, teacher, reuse)
+    teacher_id = ids[-1]
+    sasrec_id = run_store.read_spec(paths.runs, teacher_id)["spec"]["sasrec_run"]
+    student = replace(student, sasrec_run=sasrec_id, distill=replace(student.distill, teacher_run=teacher_id))
+    ids += plan(paths, student, reuse)
+    analysis = replace(analysis, analysis=replace(analysis.analysis, run=ids[-1], against=teacher_id))
+    return ids + plan(paths, analysis, reuse)
 
 
 def _heartbeat(paths: Paths, run_id: str, stop: threading.Event, lock: threading.Lock) -> None:

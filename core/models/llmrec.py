@@ -26,7 +26,7 @@ from torch import Tensor, nn
 class LLMRec(nn.Module):
     """Sequential recommender over a (truncated, possibly LoRA-wrapped) decoder backbone."""
 
-    def __init__(self, backbone: nn.Module, item_table: Tensor, prompt: str):
+    def __init__(self, backbone: nn.Module, item_table: Tensor, prompt: str, adapter_layers: Sequence[int] = ()):
         super().__init__()
         if "{items}" not in prompt:
             raise ValueError("rec.prompt: must contain the placeholder {items}")
@@ -35,6 +35,10 @@ class LLMRec(nn.Module):
         self.register_buffer("item_table", item_table.detach().float().clone(), persistent=False)
         self.input_map = nn.Linear(item_dim, hidden)
         self.score_head = nn.Linear(hidden, item_dim)
+        # SLMRec's multiple supervision: one linear adapter per intermediate block boundary, reading
+        # that layer's state through the (shared) final norm, so it is scored like the final head.
+        self.adapter_layers = tuple(adapter_layers)
+        self.adapters = nn.ModuleList(nn.Linear(hidden, item_dim) for _ in self.adapter_layers)
         before, after = prompt.split("{items}", 1)
         with torch.no_grad():
             self.register_buffer("prefix", backbone.embed_text(before, bos=True).detach().clone(), persistent=False)
@@ -73,6 +77,10 @@ class LLMRec(nn.Module):
     def head(self, final_state: Tensor) -> Tensor:
         """User vectors (B, item_dim) from final-norm states (B, H)."""
         return self.score_head(final_state)
+
+    def adapter_vectors(self, states: Sequence[Tensor]) -> list[Tensor]:
+        """User vectors (B, item_dim) from the pre-norm states of `adapter_layers`, one per adapter."""
+        return [adapter(self.backbone.norm(h)) for adapter, h in zip(self.adapters, states)]
 
     def user_vectors(self, items: Tensor) -> Tensor:
         """(B, item_dim) user vectors for left-padded item ids (B, L)."""

@@ -56,10 +56,10 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
     return table
 
 
-def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor) -> LLMRec:
+def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapter_layers=()) -> LLMRec:
     """Backbone (truncated, LoRA/full/frozen) plus the recommender's maps, on the run's device."""
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device)
-    return LLMRec(backbone, item_table, spec.rec.prompt).to(ctx.device)
+    return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 
 def examples(spec: RunSpec, prepared, device: torch.device) -> Examples:
@@ -132,8 +132,10 @@ def load_finished_model(ctx: RunContext, run_id: str) -> tuple[RunSpec, LLMRec]:
     if not (folder / "model.safetensors").exists():
         raise StageError(f"run '{run_id}': its checkpoint {folder / 'model.safetensors'} is missing")
     prepared = prepare(spec.data, ctx.paths.data_root)
-    model = build_model(spec, ctx, load_item_table(ctx, spec.sasrec_run, prepared.n_items))
-    weights, _ = checkpoints.load_checkpoint(folder)
+    weights, info = checkpoints.load_checkpoint(folder)
+    model = build_model(spec, ctx, load_item_table(ctx, spec.sasrec_run, prepared.n_items),
+                        info.get("adapter_layers", ()))
     load_trainable_weights(model, weights)
     model.eval()
+    model.requires_grad_(False)
     return spec, model

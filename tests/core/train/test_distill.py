@@ -35,8 +35,8 @@ def test_cosine_term_by_hand():
 def test_norm_term_is_squared_and_averaged():
     t = [torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])]
     s = [torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 1.0]])]
-    # ||(3,4)||^2 = 25 for block 1, 0 for block 2 -> mean 12.5 (the public code's unsquared sum: 5)
-    assert norm_term(t, s).item() == pytest.approx(12.5)
+    # ||(3,4)||^2 / 2 = 12.5 for block 1, 0 for block 2 -> mean 6.25 (the public code's unsquared: 5 / 2)
+    assert norm_term(t, s).item() == pytest.approx(6.25)
 
 
 def test_supervision_term_by_hand():

@@ -1,0 +1,222 @@
+"""The Launch form's logic: presets, form values -> specs, size and cost estimates, reuse, submit.
+
+A launch is one pipeline: sasrec -> teacher (Lt layers) -> student (Ls layers, distilled in B
+blocks) -> analysis (per-layer similarity and readout of student against teacher). Every spec is
+built with `core.config.apply_preset` (preset first, then the form's values), so validation is
+core's: a bad value raises ConfigError with core's message and nothing is submitted.
+`submit_pipeline` is the one place that writes: through core.pipeline, never by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from core import pipeline
+from core.config import ConfigError, RunSpec, apply_preset, check_blocks, settings_hash
+from core.store import runs as run_store
+from core.store.paths import Paths
+
+# Preset choices of the form: (core preset name, teacher depth, student depth, blocks).
+CHOICES = {
+    "cpu-quick": ("cpu-quick", 8, 4, 4),
+    "paper 4←8": ("paper", 8, 4, 4),
+    "deep 4←30": ("deep", 30, 4, 2),
+    "tiny (seconds, random model)": ("tiny", 4, 2, 2),
+    "custom": ("", 8, 4, 4),
+}
+# The random test LLaMA of core.models.tiny (that module imports torch; a test keeps these equal).
+TINY_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 8, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "vocab_size": 512}
+DEFAULT_DIR = "smollm2-135m-instruct"  # core.models.backbone.DEFAULT_MODEL_DIR
+DEVICES = ("auto", "cpu", "cuda", "mps")
+TARGETS = {"one per user (public code)": "last", "all prefixes (paper)": "prefixes"}
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """Everything the Launch form sets."""
+
+    preset: str = "cpu-quick"  # a key of CHOICES
+    dataset: str = "ml-100k"
+    base: str = "smollm2"
+    teacher_depth: int = 8
+    student_depth: int = 4
+    blocks: int = 4
+    layer_selection: str = "first"  # the student's layers
+    lambda_cos: float = 1.0
+    lambda_norm: float = 0.1
+    lambda_sup: float = 1.0
+    training: str = "lora"
+    teacher_epochs: int = 3
+    student_epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    max_len: int = 30
+    train_targets: str = "last"
+    device: str = "auto"
+    seed: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    teacher: RunSpec
+    student: RunSpec
+    analysis: RunSpec  # analysis.run / against are filled in at submit
+
+
+def defaults(choice: str, dataset: str) -> LaunchSettings:
+    """The form's values for a preset choice: core's preset applied to core's defaults."""
+    preset, teacher, student, blocks = CHOICES[choice]
+    spec = apply_preset(preset, {}, "student")
+    return LaunchSettings(
+        preset=choice, dataset=dataset, base=spec.backbone.base, teacher_depth=teacher, student_depth=student,
+        blocks=blocks, layer_selection=spec.backbone.layer_selection, lambda_cos=spec.distill.lambda_cos,
+        lambda_norm=spec.distill.lambda_norm, lambda_sup=spec.distill.lambda_sup, training=spec.backbone.training,
+        teacher_epochs=spec.train.epochs, student_epochs=spec.train.epochs, lr=spec.train.lr,
+        batch_size=spec.train.batch_size, max_len=spec.data.max_len, train_targets=spec.data.train_targets,
+        device=spec.train.device, seed=spec.train.seed)
+
+
+def build_plan(s: LaunchSettings, base_layers: int | None = None) -> LaunchPlan:
+    """The three specs of a launch; ConfigError (core's message) for any invalid value."""
+    if base_layers is not None:
+        for what, depth in (("teacher depth", s.teacher_depth), ("student layers", s.student_depth)):
+            if not 1 <= depth <= base_layers:
+                raise ConfigError(f"backbone.depth: {what} {depth} is not possible; {s.base} has {base_layers} "
+                                  f"decoder layers")
+    check_blocks(s.teacher_depth, s.student_depth, s.blocks)
+    preset = CHOICES[s.preset][0]
+    common = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets},
+              "train": {"lr": s.lr, "batch_size": s.batch_size, "device": s.device, "seed": s.seed},
+              "backbone": {"base": s.base, "training": s.training}}
+
+    def spec(kind: str, train: dict, backbone: dict, extra: dict) -> RunSpec:
+        overrides = {k: dict(v) for k, v in common.items()}
+        overrides["train"].update(train)
+        overrides["backbone"].update(backbone)
+        overrides.update(extra)
+        return apply_preset(preset, overrides, kind)
+
+    teacher = spec("teacher", {"epochs": s.teacher_epochs}, {"depth": s.teacher_depth}, {"name": s.name})
+    student = spec("student", {"epochs": s.student_epochs},
+                   {"depth": s.student_depth, "layer_selection": s.layer_selection},
+                   {"name": s.name, "distill": {"blocks": s.blocks, "lambda_cos": s.lambda_cos,
+                                                "lambda_norm": s.lambda_norm, "lambda_sup": s.lambda_sup}})
+    analysis = spec("analysis", {}, {}, {"name": s.name})
+    return LaunchPlan(teacher, student, analysis)
+
+
+def _find(paths: Paths, spec: RunSpec) -> str | None:
+    return run_store.find_run_by_hash(paths.runs, spec.kind, settings_hash(spec), statuses=("done", "queued", "running"))
+
+
+def chain_specs(plan: LaunchPlan, sasrec_id: str, teacher_id: str, student_id: str) -> tuple[RunSpec, RunSpec]:
+    """The student and analysis specs once their parents' run ids are known."""
+    student = replace(plan.student, sasrec_run=sasrec_id,
+                      distill=replace(plan.student.distill, teacher_run=teacher_id))
+    analysis = replace(plan.analysis, analysis=replace(plan.analysis.analysis, run=student_id, against=teacher_id))
+    return student, analysis
+
+
+def reuse_preview(paths: Paths, plan: LaunchPlan) -> list[dict]:
+    """For each stage: the finished/queued/running run it would reuse (same settings hash), or None."""
+    sasrec = pipeline.sasrec_parent(plan.teacher)
+    found = {"sasrec": _find(paths, sasrec)}
+    found["teacher"] = _find(paths, replace(plan.teacher, sasrec_run=found["sasrec"])) if found["sasrec"] else None
+    found["student"] = found["analysis"] = None
+    if found["teacher"]:
+        student, _ = chain_specs(plan, found["sasrec"], found["teacher"], "")
+        found["student"] = _find(paths, student)
+    if found["student"]:
+        _, analysis = chain_specs(plan, found["sasrec"], found["teacher"], found["student"])
+        found["analysis"] = _find(paths, analysis)
+    rows = []
+    for stage, run_id in found.items():
+        status = run_store.read_state(paths.runs, run_id)["status"] if run_id else None
+        rows.append({"stage": stage, "reuses": run_id or "", "status": status or "new run"})
+    return rows
+
+
+def submit_pipeline(paths: Paths, plan: LaunchPlan) -> list[str]:
+    """Queue sasrec -> teacher -> student -> analysis, reusing runs with the same settings; the ids.
+
+    Uses core.pipeline.plan_pipeline when core has it; otherwise chains core.pipeline.plan per stage.
+    """
+    chain = getattr(pipeline, "plan_pipeline", None)
+    if chain is not None:
+        return list(chain(paths, plan.teacher, plan.student))
+    ids = pipeline.plan(paths, plan.teacher)  # [sasrec, teacher]
+    sasrec_id, teacher_id = ids[0], ids[-1]
+    student, _ = chain_specs(plan, sasrec_id, teacher_id, "")
+    ids += pipeline.plan(paths, student)
+    _, analysis = chain_specs(plan, sasrec_id, teacher_id, ids[-1])
+    ids += pipeline.plan(paths, analysis)
+    return ids
+
+
+# --- sizes and cost --------------------------------------------------------------------------
+
+def base_choices(paths: Paths) -> list[str]:
+    """'smollm2' (if fetched), 'tiny', and any other model folder under checkpoints/base/."""
+    folder = paths.base_models
+    found = ["smollm2"] if (folder / DEFAULT_DIR / "config.json").is_file() else []
+    found.append("tiny")
+    if folder.is_dir():
+        found += sorted(str(p) for p in folder.iterdir()
+                        if p.is_dir() and p.name != DEFAULT_DIR and (p / "config.json").is_file())
+    return found
+
+
+def model_config(paths: Paths, base: str) -> dict | None:
+    """The base LLM's config.json as a dict (None when it is not on this machine)."""
+    if base == "tiny":
+        return dict(TINY_CONFIG)
+    folder = paths.base_models / DEFAULT_DIR if base == "smollm2" else Path(base)
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def layer_params(cfg: dict) -> int:
+    """Parameters of one LLaMA decoder layer: attention (grouped KV), gated MLP, two RMSNorms."""
+    h, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or h // heads
+    attention = h * heads * head_dim + 2 * h * kv_heads * head_dim + heads * head_dim * h
+    if cfg.get("attention_bias"):
+        attention += heads * head_dim + 2 * kv_heads * head_dim + h
+    mlp = 3 * h * inter + (2 * inter + h if cfg.get("mlp_bias") else 0)
+    return attention + mlp + 2 * h
+
+
+def estimate(cfg: dict, s: LaunchSettings, item_dim: int, n_items: int | None) -> list[dict]:
+    """Parameters and relative training cost of teacher and student (an estimate from config.json).
+
+    Inference parameters = kept layers + final norm + input and score maps + item table (the token
+    vocabulary is dropped after embedding the prompt). Cost per training step scales with the
+    number of layers run, so it is given relative to the full-depth model.
+    """
+    h, inter, total = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    per_layer, maps = layer_params(cfg), (item_dim * h + h) + (h * item_dim + item_dim)
+    table = (n_items + 1) * item_dim if n_items else 0
+    lora = 3 * 16 * (h + inter)  # r=16 on gate, up and down: A (r x in) + B (out x r) each
+    rows = []
+    for role, depth in (("teacher", s.teacher_depth), ("student", s.student_depth)):
+        layers = depth * per_layer
+        trainable = {"lora": depth * lora, "full": layers + h, "frozen": 0}[s.training] + maps
+        if role == "student" and s.lambda_sup > 0:
+            trainable += (s.blocks - 1) * (h * item_dim + item_dim)  # multiple-supervision adapters
+        rows.append({"model": role, "layers": depth, "layer params": layers,
+                     "inference params": layers + h + maps + table, "trainable params": trainable,
+                     "cost per step vs full depth": round(depth / total, 3),
+                     "cost per step vs teacher": round(depth / s.teacher_depth, 3)})
+    return rows
+
+
+def settings_dict(s: LaunchSettings) -> dict:
+    return asdict(s)

@@ -1,0 +1,79 @@
+"""Runs: every run, live; one run's losses, log and cancel button; the runs to compare on Results."""
+
+import pandas as pd
+import streamlit as st
+
+from app import context, figures, queries, widgets
+from app.runview import live_table_frame, log_tail, TABLE_COLUMNS
+from core.store import runs as run_store
+
+st.title("Runs")
+st.caption("Runs are executed by the background worker (`slmrec worker`, started by `slmrec app`); "
+           "this page only reads them, and can ask the worker to cancel one.")
+paths = context.paths()
+statuses = st.pills("Show", ["queued", "running", "done", "failed", "cancelled"], selection_mode="multi",
+                    default=["queued", "running", "done", "failed", "cancelled"], key="runs_statuses")
+
+
+@st.fragment(run_every=2)
+def live_table():
+    frame = queries.runs(context.store())
+    if frame.empty:
+        widgets.empty("No runs yet. Open **Launch** to queue a pipeline (sasrec → teacher → student → analysis), "
+                      "or press a Run button on the **Tour**.")
+        return
+    counts = frame["status"].value_counts()
+    st.caption(" · ".join(f"{widgets.status_text(s)} {counts.get(s, 0)}" for s in run_store.STATUSES))
+    if counts.get("queued", 0) and not counts.get("running", 0):
+        st.warning("Runs are queued but none is running: is a worker alive? Start one with `slmrec worker`.",
+                   icon=":material/warning:")
+    view = live_table_frame(frame[frame["status"].isin(statuses or [])])
+    st.dataframe(view, hide_index=True, column_config=TABLE_COLUMNS, key="runs_live_table", height=320)
+    widgets.csv_download(view, "runs")
+
+
+live_table()
+
+frame = queries.runs(context.store())
+if not frame.empty:
+    st.subheader("One run")
+    labels = dict(zip(frame["run_id"], frame["label"]))
+    running = frame[frame["status"] == "running"]["run_id"].tolist()
+    default = running[0] if running else frame["run_id"].iloc[0]
+    if st.session_state.get("runs_inspect") not in labels:
+        st.session_state["runs_inspect"] = default
+    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="runs_inspect")
+
+    @st.fragment(run_every=2)
+    def run_detail(run_id: str):
+        row = queries.runs(context.store()).set_index("run_id").loc[run_id]
+        cols = st.columns(5)
+        cols[0].metric("Status", widgets.status_text(row["status"]))
+        cols[1].metric("Phase", row["phase"] if pd.notna(row["phase"]) and row["phase"] else "–")
+        cols[2].metric("ETA", widgets.duration(row["eta_s"]) or "–")
+        cols[3].metric("Samples/s", f"{row['samples_per_s']:.0f}" if pd.notna(row["samples_per_s"]) else "–")
+        cols[4].metric("Device", row["device"] if pd.notna(row["device"]) else "–")
+        st.progress(float(row["progress"] or 0.0), text=f"{100 * float(row['progress'] or 0):.0f}%")
+        if pd.notna(row["error"]) and row["error"]:
+            st.error(row["error"])
+        if row["status"] in ("queued", "running"):
+            if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
+                run_store.request_cancel(paths.runs, run_id)
+                st.toast("Cancel requested: the worker stops the run at its next step.")
+        loss_rows = queries.losses(context.store(), [run_id])
+        if loss_rows.empty:
+            widgets.empty("No loss rows yet: they appear every few training steps once the run is training.")
+        else:
+            widgets.chart(figures.loss_curves(loss_rows, {run_id: row["label"]}), loss_rows, "runs_losses")
+        with st.expander("Log (last lines)", expanded=row["status"] in ("running", "failed")):
+            st.code(log_tail(paths, run_id) or "(empty)", language="text")
+
+    run_detail(run_id)
+
+    st.subheader("Compare")
+    done = frame[frame["status"] == "done"]
+    if any(r not in labels for r in st.session_state.get("runs_compare", [])):
+        st.session_state["runs_compare"] = [r for r in st.session_state["runs_compare"] if r in labels]
+    st.multiselect("Runs to compare on Results", list(done["run_id"]), format_func=labels.get,
+                   key="runs_compare", persist_state="session")
+    st.page_link("app/pages/results.py", label="Open Results", icon=":material/leaderboard:")

@@ -1,0 +1,177 @@
+"""Every read the app makes of the results store, as SQL over the views of core.store.query.
+
+Each function takes the shared `Store` (app/context.py) and returns a pandas DataFrame; pages never
+write SQL themselves. "Final" results are a run's rows at its last evaluated step with `layer` NULL
+(the final head); per-layer rows have `layer` set. Spec fields are read from the runs view's JSON
+`spec` column with DuckDB's JSON functions, so no spec is parsed in Python per row.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from app.context import Store
+
+# One row per run, with the spec fields the pages filter, label and plot by. A student's teacher
+# depth comes from its teacher run's spec.
+RUNS_SQL = """
+SELECT r.run_id, r.kind, r.name, r.status, r.phase, r.progress, r.eta_s, r.samples_per_s, r.device,
+       r.created_at, r.started_at, r.finished_at, r.heartbeat_at, r.error, r.parent_id, r.result,
+       r.settings_hash,
+       json_extract_string(r.spec, '$.data.dataset') AS dataset,
+       json_extract_string(r.spec, '$.backbone.base') AS base,
+       CASE WHEN r.kind = 'teacher' THEN CAST(json_extract(r.spec, '$.backbone.depth') AS INTEGER)
+            WHEN r.kind = 'student' THEN CAST(json_extract(t.spec, '$.backbone.depth') AS INTEGER) END
+           AS teacher_depth,
+       CASE WHEN r.kind = 'student' THEN CAST(json_extract(r.spec, '$.backbone.depth') AS INTEGER) END
+           AS student_depth,
+       CASE WHEN r.kind = 'student' THEN CAST(json_extract(r.spec, '$.distill.blocks') AS INTEGER) END AS blocks,
+       CAST(json_extract(r.spec, '$.distill.lambda_cos') AS DOUBLE) AS lambda_cos,
+       CAST(json_extract(r.spec, '$.distill.lambda_norm') AS DOUBLE) AS lambda_norm,
+       CAST(json_extract(r.spec, '$.distill.lambda_sup') AS DOUBLE) AS lambda_sup,
+       json_extract_string(r.spec, '$.distill.teacher_run') AS teacher_run,
+       json_extract_string(r.spec, '$.sasrec_run') AS sasrec_run,
+       json_extract_string(r.spec, '$.analysis.run') AS analysis_run,
+       json_extract_string(r.spec, '$.analysis.against') AS analysis_against,
+       CASE WHEN r.kind = 'sasrec' THEN CAST(json_extract(r.spec, '$.sasrec.lr') AS DOUBLE)
+            ELSE CAST(json_extract(r.spec, '$.train.lr') AS DOUBLE) END AS lr,
+       CAST(json_extract(r.result, '$.parameters.inference') AS BIGINT) AS inference_params,
+       r.spec
+FROM runs r LEFT JOIN runs t ON t.run_id = json_extract_string(r.spec, '$.distill.teacher_run')
+ORDER BY r.created_at DESC, r.run_id DESC
+"""
+
+
+def runs(store: Store) -> pd.DataFrame:
+    """Every run, newest first, with a readable `label`."""
+    frame = store.df(RUNS_SQL)
+    frame["label"] = [run_label(row) for row in frame.itertuples()]
+    return frame
+
+
+def run_label(row) -> str:
+    """e.g. 'student 4←8 · 07:03:35 · 824faf' (the name, when the run has one, replaces the kind)."""
+    what = row.name or row.kind
+    if row.kind == "teacher" and pd.notna(row.teacher_depth):
+        what += f" L{int(row.teacher_depth)}"
+    if row.kind == "student" and pd.notna(row.student_depth):
+        teacher = int(row.teacher_depth) if pd.notna(row.teacher_depth) else "?"
+        what += f" {int(row.student_depth)}←{teacher}"
+    when = pd.Timestamp(row.created_at).strftime("%m-%d %H:%M:%S") if pd.notna(row.created_at) else ""
+    return f"{what} · {when} · {row.run_id[-6:]}"
+
+
+FINAL_SQL = """
+WITH last AS (
+    SELECT run_id, model, max(step) AS step FROM metrics
+    WHERE split = $split AND layer IS NULL AND ($all OR list_contains($runs, run_id)) GROUP BY ALL)
+SELECT m.run_id, m.model, m.protocol, m.metric, m.value, m.step
+FROM metrics m JOIN last USING (run_id, model, step)
+WHERE m.split = $split AND m.layer IS NULL
+"""
+
+
+def final_metrics(store: Store, run_ids: list[str] | None = None, split: str = "test") -> pd.DataFrame:
+    """Long rows (run_id, model, protocol, metric, value, step) of each run's last evaluation."""
+    return store.df(FINAL_SQL, {"split": split, "all": run_ids is None, "runs": list(run_ids or [])})
+
+
+def main_model_metrics(store: Store, runs_frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Final metrics of each run's own model (a SASRec run also scores a popularity baseline)."""
+    metrics = final_metrics(store, None, split)
+    kinds = runs_frame[["run_id", "kind"]]
+    merged = metrics.merge(kinds, on="run_id")
+    return merged[merged["model"] == merged["kind"]].drop(columns="kind")
+
+
+def wide_final(metrics: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """(run_id, model) x metric table of one protocol."""
+    rows = metrics[metrics["protocol"] == protocol]
+    if rows.empty:
+        return pd.DataFrame(columns=["run_id", "model"])
+    return rows.pivot_table(index=["run_id", "model"], columns="metric", values="value").reset_index()
+
+
+RANKS_SQL = """
+WITH last AS (
+    SELECT run_id, model, protocol, max(step) AS step FROM ranks
+    WHERE split = $split AND layer IS NULL AND list_contains($runs, run_id) GROUP BY ALL)
+SELECT r.run_id, r.model, r.protocol, r.user_id, r.rank
+FROM ranks r JOIN last USING (run_id, model, protocol, step)
+WHERE r.split = $split AND r.layer IS NULL
+"""
+
+
+def final_ranks(store: Store, run_ids: list[str], split: str = "test") -> pd.DataFrame:
+    """Each user's 0-based target rank at each run's last evaluation (final head)."""
+    return store.df(RANKS_SQL, {"split": split, "runs": list(run_ids)})
+
+
+LAYER_SQL = """
+WITH last AS (
+    SELECT run_id, model, max(step) AS step FROM metrics
+    WHERE layer IS NOT NULL AND list_contains($runs, run_id) GROUP BY ALL)
+SELECT m.run_id, m.model, m.layer, m.split, m.protocol, m.metric, m.value
+FROM metrics m JOIN last USING (run_id, model, step)
+WHERE m.layer IS NOT NULL
+ORDER BY m.run_id, m.model, m.layer
+"""
+
+
+def layer_metrics(store: Store, run_ids: list[str]) -> pd.DataFrame:
+    """Per-layer readout rows (metrics with a layer) of the given runs, at their last step."""
+    return store.df(LAYER_SQL, {"runs": list(run_ids)})
+
+
+def layer_runs(store: Store) -> pd.DataFrame:
+    """Runs that have per-layer rows: similarity or per-layer metrics (run_id, similarity, readout)."""
+    return store.df("""
+        SELECT run_id, sum(s) AS similarity, sum(m) AS readout FROM (
+            SELECT run_id, count(*) AS s, 0 AS m FROM similarity GROUP BY run_id
+            UNION ALL
+            SELECT run_id, 0 AS s, count(*) AS m FROM metrics WHERE layer IS NOT NULL GROUP BY run_id)
+        GROUP BY run_id""")
+
+
+def similarity(store: Store, run_id: str, measure: str) -> pd.DataFrame:
+    """One run's rows of one measure: a_model, a_layer, b_model, b_layer, value, n."""
+    return store.df("SELECT a_model, a_layer, b_model, b_layer, value, n FROM similarity "
+                    "WHERE run_id = ? AND measure = ? ORDER BY a_model, b_model, a_layer, b_layer",
+                    [run_id, measure])
+
+
+def losses(store: Store, run_ids: list[str]) -> pd.DataFrame:
+    """Loss rows (run_id, step, epoch, name, value) of the given runs."""
+    return store.df("SELECT run_id, step, epoch, name, value FROM losses WHERE list_contains(?, run_id) "
+                    "ORDER BY run_id, name, step", [list(run_ids)])
+
+
+def timings(store: Store, phase: str | None = None) -> pd.DataFrame:
+    """Timing rows, optionally of one phase (train | inference)."""
+    if phase is None:
+        return store.df("SELECT * FROM timings")
+    return store.df("SELECT * FROM timings WHERE phase = ?", [phase])
+
+
+def depth_sweep(store: Store, runs_frame: pd.DataFrame, metric: str, protocol: str) -> pd.DataFrame:
+    """Finished teacher runs' final test metric by backbone depth, one row per run."""
+    teachers = runs_frame[(runs_frame["kind"] == "teacher") & (runs_frame["status"] == "done")]
+    if teachers.empty:
+        return pd.DataFrame(columns=["run_id", "label", "dataset", "base", "depth", "value"])
+    metrics = final_metrics(store, list(teachers["run_id"]))
+    rows = metrics[(metrics["metric"] == metric) & (metrics["protocol"] == protocol) & (metrics["model"] == "teacher")]
+    out = rows.merge(teachers[["run_id", "label", "dataset", "base", "teacher_depth"]], on="run_id")
+    return out.rename(columns={"teacher_depth": "depth"})[["run_id", "label", "dataset", "base", "depth", "value"]]
+
+
+def sasrec_reference(store: Store, runs_frame: pd.DataFrame, run_ids: list[str], metric: str,
+                     protocol: str) -> float | None:
+    """The final test metric of the SASRec run behind these runs (the first one that has it)."""
+    by_id = runs_frame.set_index("run_id")
+    candidates = [by_id.at[r, "sasrec_run"] for r in run_ids if r in by_id.index and by_id.at[r, "sasrec_run"]]
+    candidates += [r for r in run_ids if r in by_id.index and by_id.at[r, "kind"] == "sasrec"]
+    if not candidates:
+        return None
+    rows = final_metrics(store, candidates)
+    rows = rows[(rows["model"] == "sasrec") & (rows["metric"] == metric) & (rows["protocol"] == protocol)]
+    return float(rows["value"].iloc[0]) if not rows.empty else None

@@ -1,0 +1,90 @@
+"""The Results page's tables: the reproduction table, the config diff, and the frames its charts plot."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+# PAPER.md section 6: sampled 1+999, percent (HR@1 / MRR), Amazon Movies and TV.
+PAPER_MOVIE = {"SASRec": (5.57, 12.08), "E4SRec, 32 layers": (14.74, 19.74), "E4SRec, 8 layers": (13.32, 18.46),
+               "E4SRec, 4 layers": (11.80, 17.20), "SLMRec 4←8": (15.29, 20.36)}
+REPRO_COLUMNS = [("sampled", "HR@1"), ("sampled", "HR@5"), ("sampled", "NDCG@5"), ("sampled", "MRR"),
+                 ("full", "HR@10"), ("full", "NDCG@10"), ("full", "MRR")]
+
+
+def paper_name(row) -> str:
+    """The paper's name for a run: SASRec, E4SRec L layers, SLMRec s←t (a student with all λ = 0 is E4SRec)."""
+    if row["kind"] == "sasrec":
+        return "SASRec"
+    if row["kind"] == "teacher":
+        return f"E4SRec, {int(row['teacher_depth'])} layers" if pd.notna(row["teacher_depth"]) else "E4SRec"
+    lambdas = [row[k] for k in ("lambda_cos", "lambda_norm", "lambda_sup")]
+    depth = int(row["student_depth"]) if pd.notna(row["student_depth"]) else "?"
+    if all(pd.notna(v) and v == 0 for v in lambdas):
+        return f"E4SRec, {depth} layers (student, no distillation)"
+    teacher = int(row["teacher_depth"]) if pd.notna(row["teacher_depth"]) else "?"
+    return f"SLMRec {depth}←{teacher}"
+
+
+def reproduction_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per run in the paper's terms; metrics in percent, both protocols, paper values beside."""
+    rows = []
+    for _, run in runs.iterrows():
+        mine = metrics[(metrics["run_id"] == run["run_id"]) & (metrics["model"] == run["kind"])]
+        values = {(p, m): v for p, m, v in zip(mine["protocol"], mine["metric"], mine["value"])}
+        name = paper_name(run)
+        row = {"model": name, "run": run["label"], "dataset": run["dataset"]}
+        row.update({f"{m} ({p}) %": round(100 * values[(p, m)], 2) if (p, m) in values else None
+                    for p, m in REPRO_COLUMNS})
+        paper = PAPER_MOVIE.get(name.split(" (")[0])
+        row["paper Movie HR@1 / MRR (sampled) %"] = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, inner in value.items():
+            out.update(_flatten(inner, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.dumps(value) if isinstance(value, (list, dict)) else value}
+
+
+def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
+    """Setting x run, only the settings whose values differ between the runs."""
+    flat = {row["label"]: _flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")}) for _, row in runs.iterrows()}
+    frame = pd.DataFrame(flat)
+    if frame.empty or len(flat) < 2:
+        return frame.reset_index(names="setting")
+    differs = frame.astype(str).nunique(axis=1) > 1
+    return frame[differs].reset_index(names="setting")
+
+
+def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Finished teacher and student runs: depths, blocks, lambdas, lr and the final full-ranking metric."""
+    trained = runs[runs["kind"].isin(["teacher", "student"]) & (runs["status"] == "done")]
+    final = metrics[(metrics["protocol"] == "full") & (metrics["metric"] == metric)]
+    final = final[final["model"] == final["run_id"].map(dict(zip(runs["run_id"], runs["kind"])))]
+    frame = trained.merge(final[["run_id", "value"]], on="run_id")
+    if frame.empty:
+        return frame
+    teacher = frame["kind"] == "teacher"
+    return pd.DataFrame({
+        "run": frame["label"], "teacher layers": frame["teacher_depth"],
+        "student layers": frame["student_depth"].where(~teacher, frame["teacher_depth"]),
+        "blocks": frame["blocks"].fillna(0), "λ1 cos": frame["lambda_cos"].where(~teacher, 0),
+        "λ2 norm": frame["lambda_norm"].where(~teacher, 0), "λ3 sup": frame["lambda_sup"].where(~teacher, 0),
+        "lr": frame["lr"], metric: frame["value"]}).fillna(0)
+
+
+def tradeoff_frame(runs: pd.DataFrame, table: pd.DataFrame, timings: pd.DataFrame) -> pd.DataFrame:
+    """Runs with inference parameters, measured inference seconds and the metric with its interval."""
+    infer = timings.groupby("run_id", as_index=False)["seconds"].sum().rename(columns={"seconds": "inference_s"})
+    full = table[table["protocol"] == "full"]
+    frame = full.merge(runs[["run_id", "label", "kind", "inference_params"]], on="run_id").merge(infer, on="run_id",
+                                                                                                 how="left")
+    frame = frame[frame["model"] == frame["kind"]]
+    names = {row["run_id"]: paper_name(row) for _, row in runs.iterrows()}
+    return frame.assign(short=frame["run_id"].map(names)).dropna(subset=["inference_params"])

@@ -1,0 +1,62 @@
+"""The LLM recommender: padding invariance, what trains in LoRA mode, loss and layer states."""
+
+import torch
+
+from core.config import BackboneConfig
+from core.models.backbone import load_backbone
+from core.models.llmrec import LLMRec
+
+PROMPT = "History: {items}. Next?"
+
+
+def model(training="lora", depth=4, seed=0):
+    torch.manual_seed(seed)
+    backbone = load_backbone(BackboneConfig(base="tiny", depth=depth, training=training), None, "cpu")
+    table = torch.randn(21, 8)
+    table[0] = 0
+    return LLMRec(backbone, table, PROMPT)
+
+
+def test_left_padding_gives_the_same_user_vector():
+    rec = model().eval()
+    short = torch.tensor([[3, 7, 9]])
+    padded = torch.tensor([[0, 0, 0, 3, 7, 9], [1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        a = rec.user_vectors(short)
+        b = rec.user_vectors(padded)[:1]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_layer_states_follow_the_index_convention():
+    rec = model().eval()
+    items = torch.tensor([[0, 3, 7], [1, 2, 3]])
+    with torch.no_grad():
+        states = rec.last_states(items, [0, 2, 4, 5])
+        final = rec.backbone.norm(states[2 + 0 + 1])  # layer 4 through the final norm
+    assert [s.shape for s in states] == [torch.Size([2, rec.backbone.hidden_size])] * 4
+    assert torch.allclose(states[3], final, atol=1e-5)
+
+
+def test_one_step_changes_only_lora_and_maps():
+    rec = model()
+    before = {n: p.detach().clone() for n, p in rec.named_parameters()}
+    trainable = {n for n, p in rec.named_parameters() if p.requires_grad}
+    assert trainable and all("lora" in n or n.startswith(("input_map", "score_head")) for n in trainable)
+    opt = torch.optim.AdamW([p for p in rec.parameters() if p.requires_grad], lr=1e-2)
+    loss = rec.loss(torch.tensor([[0, 3, 7], [1, 2, 3]]), torch.tensor([4, 5]))
+    loss.backward()
+    opt.step()
+    for name, p in rec.named_parameters():
+        changed = not torch.equal(p, before[name])
+        if name.startswith(("input_map", "score_head")) or "lora_B" in name:
+            assert changed, name
+        if name not in trainable:
+            assert not changed, name
+    assert loss.item() > 0
+
+
+def test_padding_is_never_predicted():
+    rec = model().eval()
+    with torch.no_grad():
+        scores = rec.scores(rec.user_vectors(torch.tensor([[1, 2]])))
+    assert scores.shape == (1, 21) and scores[0, 0] == float("-inf")

@@ -1,0 +1,116 @@
+"""The student stage: distillation moves the student toward the teacher; cached == live teacher."""
+
+import pytest
+import torch
+
+from core import pipeline
+from core.config import apply_preset
+from core.stages import student as student_stage
+from core.stages.context import RunContext
+from core.stages.llm import build_model, examples, load_finished_model, load_item_table
+from core.data.prepare import prepare
+from core.store import checkpoints
+from core.store.paths import Paths
+from core.store.query import query
+from core.train.distill import block_pairs
+from tests.conftest import write_toy_dataset
+
+
+def spec(kind, **sections):
+    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 2}}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return apply_preset("tiny", base, kind)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("student")
+    write_toy_dataset(root)
+    paths = Paths(root)
+    ids = pipeline.plan(paths, spec("teacher", backbone={"depth": 4}))
+    for run_id in ids:
+        assert pipeline.execute(paths, run_id)["status"] == "done"
+    return paths, ids[-1]
+
+
+def run_student(paths, teacher_id, sasrec_run="", **distill):
+    s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2, **distill},
+             train={"epochs": 3, "lr": 3e-3}, name=str(distill), sasrec_run=sasrec_run)
+    run_id = pipeline.plan(paths, s, reuse=False)[-1]
+    state = pipeline.execute(paths, run_id)
+    assert state["status"] == "done", state.get("error")
+    return run_id
+
+
+def losses(paths, run_id, name):
+    rows = query(paths.data_root, "SELECT value FROM losses WHERE run_id = ? AND name = ? ORDER BY step",
+                 [run_id, name])
+    return [r["value"] for r in rows]
+
+
+def test_distillation_pulls_student_states_toward_the_teacher(teacher_run):
+    paths, teacher_id = teacher_run
+    distilled = run_student(paths, teacher_id, lambda_cos=1.0, lambda_norm=0.1, lambda_sup=1.0)
+    cos = losses(paths, distilled, "cos")
+    assert cos[-1] < cos[0] * 0.8
+    assert {"ce", "cos", "norm", "ms", "total"} <= {r["name"] for r in query(
+        paths.data_root, "SELECT DISTINCT name FROM losses WHERE run_id = ?", [distilled])}
+
+
+def test_baseline_is_untouched_by_the_alignment_terms(teacher_run):
+    paths, teacher_id = teacher_run
+    with_teacher = run_student(paths, teacher_id, lambda_cos=0.0, lambda_norm=0.0, lambda_sup=0.0)
+    without = run_student(paths, "", _sasrec_of(paths, teacher_id), lambda_cos=0.0, lambda_norm=0.0, lambda_sup=0.0)
+    a, _ = checkpoints.load_checkpoint(paths.checkpoints / with_teacher)
+    b, _ = checkpoints.load_checkpoint(paths.checkpoints / without)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(paths, with_teacher, "cos")  # still measured, never optimised
+
+
+def test_cached_and_live_teacher_states_give_equal_losses(teacher_run):
+    paths, teacher_id = teacher_run
+    s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2})
+    ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
+    _, teacher = load_finished_model(ctx, teacher_id)
+    prepared = prepare(s.data, paths.data_root)
+    pairs = block_pairs(4, 2, 2)
+    t_layers, s_layers = [t for t, _ in pairs], [x for _, x in pairs]
+    table = load_item_table(ctx, _sasrec_of(paths, teacher_id), prepared.n_items)
+    torch.manual_seed(0)
+    model = build_model(s, ctx, table, s_layers[:-1]).eval()
+    data = examples(s, prepared, ctx.device)
+    cache = student_stage.cache_teacher_states(teacher, data.inputs, t_layers, batch_size=7)
+    cached = student_stage.make_loss(model, teacher, data, cache, t_layers, s_layers, s)
+    live = student_stage.make_loss(model, teacher, data, None, t_layers, s_layers, s)
+    batch = torch.arange(0, 16)
+    with torch.no_grad():
+        (a, ta), (b, tb) = cached(batch), live(batch)
+    for name in ta:
+        assert ta[name].item() == pytest.approx(tb[name].item(), abs=1e-5), name
+
+
+def _sasrec_of(paths, run_id):
+    from core.store.runs import read_spec
+    return read_spec(paths.runs, run_id)["spec"]["sasrec_run"]
+
+
+def test_blocks_not_dividing_both_depths_fail_with_the_valid_values(teacher_run):
+    paths, teacher_id = teacher_run
+    s = spec("student", backbone={"depth": 3}, distill={"teacher_run": teacher_id, "blocks": 2})
+    run_id = pipeline.plan(paths, s)[-1]
+    state = pipeline.execute(paths, run_id)
+    assert state["status"] == "failed"
+    assert "B=2 must divide both the teacher depth 4 and the student depth 3; valid B: 1" in state["error"]
+
+
+def test_alignment_without_teacher_is_refused(project):
+    paths = Paths(project)
+    s = spec("student", backbone={"depth": 2}, distill={"teacher_run": "", "blocks": 2, "lambda_cos": 1.0})
+    ids = pipeline.plan(paths, s)
+    pipeline.execute(paths, ids[0])
+    state = pipeline.execute(paths, ids[-1])
+    assert state["status"] == "failed" and "need a finished teacher run" in state["error"]

@@ -1,0 +1,101 @@
+"""The teacher stage on the tiny random LLaMA: trains, evaluates both protocols, saves, resumes."""
+
+import json
+
+import pytest
+
+from core import pipeline
+from core.config import apply_preset
+from core.stages.llm import StageError
+from core.store import checkpoints
+from core.store.paths import Paths
+from core.store.query import query
+
+
+def tiny(kind="teacher", **sections):
+    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 2, "checkpoint_every": 2}}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return apply_preset("tiny", base, kind)
+
+
+def run_all(paths, spec):
+    ids = pipeline.plan(paths, spec)
+    for run_id in ids:
+        state = pipeline.execute(paths, run_id)
+        assert state["status"] == "done", state.get("error")
+    return ids
+
+
+def test_teacher_trains_and_records_both_protocols(project):
+    paths = Paths(project)
+    sasrec_id, teacher_id = run_all(paths, tiny())
+    rows = query(paths.data_root, "SELECT DISTINCT split, protocol FROM metrics WHERE run_id = ? ORDER BY 1, 2",
+                 [teacher_id])
+    assert [(r["split"], r["protocol"]) for r in rows] == [("test", "full"), ("test", "sampled"),
+                                                           ("valid", "full"), ("valid", "sampled")]
+    tensors, manifest = checkpoints.load_checkpoint(paths.checkpoints / teacher_id)
+    assert all("lora" in k or k.startswith(("input_map", "score_head")) for k in tensors)
+    counts = manifest["parameters"]
+    assert 0 < counts["trainable"] < counts["total"] <= counts["inference"]
+    assert manifest["spec"]["sasrec_run"] == sasrec_id
+    losses = query(paths.data_root, "SELECT DISTINCT name FROM losses WHERE run_id = ?", [teacher_id])
+    assert {r["name"] for r in losses} >= {"ce", "total", "lr", "grad_norm"}
+
+
+def test_teacher_resume_after_interruption_matches(project, monkeypatch):
+    paths = Paths(project)
+    (_, reference) = run_all(paths, tiny())
+    expected = query(paths.data_root, "SELECT split, protocol, metric, value FROM metrics WHERE run_id = ? "
+                                      "ORDER BY ALL", [reference])
+    # the same settings with another name: interrupt it after its first checkpoint, then resume
+    spec = tiny(name="interrupted")
+    ids = pipeline.plan(paths, spec, reuse=False)
+    assert pipeline.execute(paths, ids[0])["status"] == "done"  # its own SASRec parent, same seed
+    calls = {"n": 0}
+    from core.stages import context
+
+    def cancel_once(self):
+        calls["n"] += 1
+        return calls["n"] == 3
+    monkeypatch.setattr(context.RunContext, "cancel_requested", cancel_once)
+    assert pipeline.execute(paths, ids[-1])["status"] == "cancelled"
+    monkeypatch.undo()
+    assert pipeline.execute(paths, ids[-1])["status"] == "done"
+    got = query(paths.data_root, "SELECT split, protocol, metric, value FROM metrics WHERE run_id = ? ORDER BY ALL",
+                [ids[-1]])
+    assert [(r["split"], r["metric"]) for r in got] == [(r["split"], r["metric"]) for r in expected]
+    for a, b in zip(got, expected):
+        assert a["value"] == pytest.approx(b["value"], abs=1e-9), a
+    dupes = query(paths.data_root, "SELECT step, split, protocol, model, metric, count(*) n FROM metrics "
+                                   "WHERE run_id = ? GROUP BY ALL HAVING n > 1", [ids[-1]])
+    assert dupes == []
+
+
+def test_teacher_refuses_bad_parents_and_depths(project):
+    paths = Paths(project)
+    spec = tiny(backbone={"depth": 9})
+    ids = pipeline.plan(paths, spec)
+    assert pipeline.execute(paths, ids[0])["status"] == "done"
+    state = pipeline.execute(paths, ids[1])
+    assert state["status"] == "failed" and "depth" in state["error"] and "8" in state["error"]
+    missing = pipeline.submit(paths, tiny(name="x"), reuse=False)[0]
+    spec_file = paths.runs / missing / "spec.json"
+    data = json.loads(spec_file.read_text())
+    data["spec"]["sasrec_run"] = "20260101-000000-000000-sasrec-ffffff"
+    spec_file.write_text(json.dumps(data))
+    state = pipeline.execute(paths, missing)
+    assert state["status"] == "failed" and "has no checkpoint" in state["error"]
+
+
+def test_item_table_size_mismatch_is_refused(project):
+    from core.stages.llm import load_item_table
+    from core.stages.context import RunContext
+    paths = Paths(project)
+    sasrec_id = run_all(paths, tiny())[0]
+    ctx = RunContext(sasrec_id, paths, device=None, events=None)
+    with pytest.raises(StageError, match="has 30 items but the dataset has 31"):
+        load_item_table(ctx, sasrec_id, 31)
