@@ -13,9 +13,10 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import pandas as pd
+
 from core import pipeline
 from core.config import ConfigError, RunSpec, apply_preset, check_blocks, settings_hash
-from core.store import runs as run_store
 from core.store.paths import Paths
 
 # Preset choices of the form: (core preset name, teacher depth, student depth, blocks).
@@ -109,8 +110,17 @@ def build_plan(s: LaunchSettings, base_layers: int | None = None) -> LaunchPlan:
     return LaunchPlan(teacher, student, analysis)
 
 
-def _find(paths: Paths, spec: RunSpec) -> str | None:
-    return run_store.find_run_by_hash(paths.runs, spec.kind, settings_hash(spec), statuses=("done", "queued", "running"))
+REUSED = ("done", "queued", "running")  # the statuses core.pipeline.submit reuses
+
+
+def finder(runs: pd.DataFrame):
+    """find(spec) -> the newest run id with the spec's kind and settings hash in REUSED, or None.
+
+    The same rule as core.store.runs.find_run_by_hash, over an already-read runs table.
+    """
+    usable = runs[runs["status"].isin(REUSED)]
+    newest = usable.groupby(["kind", "settings_hash"])["run_id"].max().to_dict()
+    return lambda spec: newest.get((spec.kind, settings_hash(spec)))
 
 
 def chain_specs(plan: LaunchPlan, sasrec_id: str, teacher_id: str, student_id: str) -> tuple[RunSpec, RunSpec]:
@@ -121,40 +131,29 @@ def chain_specs(plan: LaunchPlan, sasrec_id: str, teacher_id: str, student_id: s
     return student, analysis
 
 
-def reuse_preview(paths: Paths, plan: LaunchPlan) -> list[dict]:
-    """For each stage: the finished/queued/running run it would reuse (same settings hash), or None."""
-    sasrec = pipeline.sasrec_parent(plan.teacher)
-    found = {"sasrec": _find(paths, sasrec)}
-    found["teacher"] = _find(paths, replace(plan.teacher, sasrec_run=found["sasrec"])) if found["sasrec"] else None
+def reuse_preview(runs: pd.DataFrame, plan: LaunchPlan) -> list[dict]:
+    """For each stage: the finished/queued/running run it would reuse (same settings hash), or ''."""
+    find = finder(runs)
+    found = {"sasrec": find(pipeline.sasrec_parent(plan.teacher))}
+    found["teacher"] = find(replace(plan.teacher, sasrec_run=found["sasrec"])) if found["sasrec"] else None
     found["student"] = found["analysis"] = None
     if found["teacher"]:
         student, _ = chain_specs(plan, found["sasrec"], found["teacher"], "")
-        found["student"] = _find(paths, student)
+        found["student"] = find(student)
     if found["student"]:
         _, analysis = chain_specs(plan, found["sasrec"], found["teacher"], found["student"])
-        found["analysis"] = _find(paths, analysis)
-    rows = []
-    for stage, run_id in found.items():
-        status = run_store.read_state(paths.runs, run_id)["status"] if run_id else None
-        rows.append({"stage": stage, "reuses": run_id or "", "status": status or "new run"})
-    return rows
+        found["analysis"] = find(analysis)
+    status = dict(zip(runs["run_id"], runs["status"]))
+    return [{"stage": stage, "reuses": run_id or "", "status": status.get(run_id, "new run")}
+            for stage, run_id in found.items()]
 
 
 def submit_pipeline(paths: Paths, plan: LaunchPlan) -> list[str]:
-    """Queue sasrec -> teacher -> student -> analysis, reusing runs with the same settings; the ids.
+    """Queue sasrec -> teacher -> student -> analysis (core.pipeline.plan_pipeline); the four run ids.
 
-    Uses core.pipeline.plan_pipeline when core has it; otherwise chains core.pipeline.plan per stage.
+    Each link reuses a finished, queued or running run with the same settings hash.
     """
-    chain = getattr(pipeline, "plan_pipeline", None)
-    if chain is not None:
-        return list(chain(paths, plan.teacher, plan.student))
-    ids = pipeline.plan(paths, plan.teacher)  # [sasrec, teacher]
-    sasrec_id, teacher_id = ids[0], ids[-1]
-    student, _ = chain_specs(plan, sasrec_id, teacher_id, "")
-    ids += pipeline.plan(paths, student)
-    _, analysis = chain_specs(plan, sasrec_id, teacher_id, ids[-1])
-    ids += pipeline.plan(paths, analysis)
-    return ids
+    return pipeline.plan_pipeline(paths, plan.teacher, plan.student, plan.analysis)
 
 
 # --- sizes and cost --------------------------------------------------------------------------

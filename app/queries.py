@@ -44,44 +44,41 @@ ORDER BY r.created_at DESC, r.run_id DESC
 
 def runs(store: Store) -> pd.DataFrame:
     """Every run, newest first, with a readable `label`."""
-    frame = store.df(RUNS_SQL)
-    frame["label"] = [run_label(row) for row in frame.itertuples()]
-    return frame
+    def compute() -> pd.DataFrame:
+        frame = store.df(RUNS_SQL)
+        frame["label"] = [run_label(row) for row in frame.itertuples()]
+        return frame
+    return store.cached(("runs",), ["runs"], compute)
 
 
 def run_label(row) -> str:
     """e.g. 'student 4←8 · 07:03:35 · 824faf' (the name, when the run has one, replaces the kind)."""
-    what = row.name or row.kind
+    what = row.kind
     if row.kind == "teacher" and pd.notna(row.teacher_depth):
         what += f" L{int(row.teacher_depth)}"
     if row.kind == "student" and pd.notna(row.student_depth):
         teacher = int(row.teacher_depth) if pd.notna(row.teacher_depth) else "?"
         what += f" {int(row.student_depth)}←{teacher}"
+    if row.name:
+        what += f" “{row.name}”"
     when = pd.Timestamp(row.created_at).strftime("%m-%d %H:%M:%S") if pd.notna(row.created_at) else ""
     return f"{what} · {when} · {row.run_id[-6:]}"
 
 
 FINAL_SQL = """
-WITH last AS (
-    SELECT run_id, model, max(step) AS step FROM metrics
-    WHERE split = $split AND layer IS NULL AND ($all OR list_contains($runs, run_id)) GROUP BY ALL)
-SELECT m.run_id, m.model, m.protocol, m.metric, m.value, m.step
-FROM metrics m JOIN last USING (run_id, model, step)
-WHERE m.split = $split AND m.layer IS NULL
+SELECT run_id, model, protocol, metric, value, step FROM metrics
+WHERE split = ? AND layer IS NULL
+QUALIFY step = max(step) OVER (PARTITION BY run_id, model)
 """
 
 
 def final_metrics(store: Store, run_ids: list[str] | None = None, split: str = "test") -> pd.DataFrame:
-    """Long rows (run_id, model, protocol, metric, value, step) of each run's last evaluation."""
-    return store.df(FINAL_SQL, {"split": split, "all": run_ids is None, "runs": list(run_ids or [])})
+    """Long rows (run_id, model, protocol, metric, value, step) of each run's last evaluation.
 
-
-def main_model_metrics(store: Store, runs_frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Final metrics of each run's own model (a SASRec run also scores a popularity baseline)."""
-    metrics = final_metrics(store, None, split)
-    kinds = runs_frame[["run_id", "kind"]]
-    merged = metrics.merge(kinds, on="run_id")
-    return merged[merged["model"] == merged["kind"]].drop(columns="kind")
+    One query over every run, memoised until the metrics change; `run_ids` selects from it.
+    """
+    every = store.cached(("final", split), ["metrics"], lambda: store.df(FINAL_SQL, [split]))
+    return every if run_ids is None else every[every["run_id"].isin(list(run_ids))]
 
 
 def wide_final(metrics: pd.DataFrame, protocol: str) -> pd.DataFrame:
@@ -93,64 +90,61 @@ def wide_final(metrics: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
 
 RANKS_SQL = """
-WITH last AS (
-    SELECT run_id, model, protocol, max(step) AS step FROM ranks
-    WHERE split = $split AND layer IS NULL AND list_contains($runs, run_id) GROUP BY ALL)
-SELECT r.run_id, r.model, r.protocol, r.user_id, r.rank
-FROM ranks r JOIN last USING (run_id, model, protocol, step)
-WHERE r.split = $split AND r.layer IS NULL
+SELECT run_id, model, protocol, user_id, rank FROM ranks
+WHERE split = $split AND layer IS NULL AND list_contains($runs, run_id)
+QUALIFY step = max(step) OVER (PARTITION BY run_id, model, protocol)
 """
 
 
 def final_ranks(store: Store, run_ids: list[str], split: str = "test") -> pd.DataFrame:
     """Each user's 0-based target rank at each run's last evaluation (final head)."""
-    return store.df(RANKS_SQL, {"split": split, "runs": list(run_ids)})
+    ids = sorted(set(run_ids))
+    return store.cached(("ranks", split, tuple(ids)), ["ranks"],
+                        lambda: store.df(RANKS_SQL, {"split": split, "runs": ids}))
 
 
 LAYER_SQL = """
-WITH last AS (
-    SELECT run_id, model, max(step) AS step FROM metrics
-    WHERE layer IS NOT NULL AND list_contains($runs, run_id) GROUP BY ALL)
-SELECT m.run_id, m.model, m.layer, m.split, m.protocol, m.metric, m.value
-FROM metrics m JOIN last USING (run_id, model, step)
-WHERE m.layer IS NOT NULL
-ORDER BY m.run_id, m.model, m.layer
+SELECT run_id, model, layer, split, protocol, metric, value FROM metrics
+WHERE layer IS NOT NULL
+QUALIFY step = max(step) OVER (PARTITION BY run_id, model)
+ORDER BY run_id, model, layer
 """
 
 
 def layer_metrics(store: Store, run_ids: list[str]) -> pd.DataFrame:
     """Per-layer readout rows (metrics with a layer) of the given runs, at their last step."""
-    return store.df(LAYER_SQL, {"runs": list(run_ids)})
+    every = store.cached(("layer_metrics",), ["metrics"], lambda: store.df(LAYER_SQL))
+    return every[every["run_id"].isin(list(run_ids))]
 
 
 def layer_runs(store: Store) -> pd.DataFrame:
     """Runs that have per-layer rows: similarity or per-layer metrics (run_id, similarity, readout)."""
-    return store.df("""
-        SELECT run_id, sum(s) AS similarity, sum(m) AS readout FROM (
-            SELECT run_id, count(*) AS s, 0 AS m FROM similarity GROUP BY run_id
-            UNION ALL
-            SELECT run_id, 0 AS s, count(*) AS m FROM metrics WHERE layer IS NOT NULL GROUP BY run_id)
-        GROUP BY run_id""")
+    sim = store.cached(("similarity_runs",), ["similarity"], lambda: store.df(
+        "SELECT run_id, count(*) AS similarity FROM similarity GROUP BY run_id"))
+    every = store.cached(("layer_metrics",), ["metrics"], lambda: store.df(LAYER_SQL))
+    readout = every.groupby("run_id").size().rename("readout").reset_index()
+    return sim.merge(readout, on="run_id", how="outer").fillna(0)
 
 
 def similarity(store: Store, run_id: str, measure: str) -> pd.DataFrame:
     """One run's rows of one measure: a_model, a_layer, b_model, b_layer, value, n."""
-    return store.df("SELECT a_model, a_layer, b_model, b_layer, value, n FROM similarity "
-                    "WHERE run_id = ? AND measure = ? ORDER BY a_model, b_model, a_layer, b_layer",
-                    [run_id, measure])
+    return store.cached(("similarity", run_id, measure), ["similarity"], lambda: store.df(
+        "SELECT a_model, a_layer, b_model, b_layer, value, n FROM similarity "
+        "WHERE run_id = ? AND measure = ? ORDER BY a_model, b_model, a_layer, b_layer", [run_id, measure]))
 
 
 def losses(store: Store, run_ids: list[str]) -> pd.DataFrame:
     """Loss rows (run_id, step, epoch, name, value) of the given runs."""
-    return store.df("SELECT run_id, step, epoch, name, value FROM losses WHERE list_contains(?, run_id) "
-                    "ORDER BY run_id, name, step", [list(run_ids)])
+    ids = sorted(set(run_ids))
+    return store.cached(("losses", tuple(ids)), ["losses"], lambda: store.df(
+        "SELECT run_id, step, epoch, name, value FROM losses WHERE list_contains(?, run_id) "
+        "ORDER BY run_id, name, step", [ids]))
 
 
 def timings(store: Store, phase: str | None = None) -> pd.DataFrame:
     """Timing rows, optionally of one phase (train | inference)."""
-    if phase is None:
-        return store.df("SELECT * FROM timings")
-    return store.df("SELECT * FROM timings WHERE phase = ?", [phase])
+    every = store.cached(("timings",), ["timings"], lambda: store.df("SELECT * FROM timings"))
+    return every if phase is None else every[every["phase"] == phase]
 
 
 def depth_sweep(store: Store, runs_frame: pd.DataFrame, metric: str, protocol: str) -> pd.DataFrame:

@@ -82,7 +82,7 @@ def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd
 def tradeoff_frame(runs: pd.DataFrame, table: pd.DataFrame, timings: pd.DataFrame) -> pd.DataFrame:
     """Runs with inference parameters, measured inference seconds and the metric with its interval."""
     infer = timings.groupby("run_id", as_index=False)["seconds"].sum().rename(columns={"seconds": "inference_s"})
-    full = table[table["protocol"] == "full"]
+    full = table[table["protocol"] == "full"][["run_id", "model", "value", "ci_low", "ci_high"]]
     frame = full.merge(runs[["run_id", "label", "kind", "inference_params"]], on="run_id").merge(infer, on="run_id",
                                                                                                  how="left")
     frame = frame[frame["model"] == frame["kind"]]

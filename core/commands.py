@@ -83,7 +83,12 @@ def cmd_run(args) -> int:
         state = run_store.read_state(paths.runs, run_id)
         if state["status"] == "done":
             continue
-        state = pipeline.execute(paths, run_id, echo=not args.json)
+        if run_store.claim(paths.runs, run_id, "foreground"):  # so no worker starts it as well
+            if run_store.read_state(paths.runs, run_id)["status"] == "queued":
+                state = pipeline.execute(paths, run_id, echo=not args.json)
+        else:  # plan reused a run a worker holds: wait for it
+            print(f"waiting for {run_id}, which a worker runs", file=sys.stderr, flush=True)
+            state = run_store.wait_for_status(paths.runs, run_id, run_store.FINISHED, float("inf"))
         if state["status"] != "done":
             break
     summary = _run_summary(paths, run_ids)
@@ -299,4 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--csv", action="store_true")
     p.set_defaults(handler=cmd_query)
+    from core.commands_results import add_parsers  # noqa: PLC0415
+
+    add_parsers(sub)
     return parser

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,11 @@ def age_s(iso: str | None) -> float:
     except (TypeError, ValueError):
         return float("inf")
     return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+def log(paths: Paths, run_id: str, text: str) -> None:
+    """A line in the run's log.txt, stamped like the stage's own lines."""
+    run_store.append_log(paths.runs, run_id, f"{time.strftime('%H:%M:%S')} {text}")
 
 
 def dependencies(run: dict) -> list[str]:
@@ -71,7 +77,7 @@ def _claimed(paths: Paths, run_id: str) -> bool:
 def _end_queued(paths: Paths, run_id: str, status: str, reason: str) -> None:
     """Finish a queued run we hold the claim of (the claim stays, as the record of who ended it)."""
     run_store.update_state(paths.runs, run_id, status=status, phase=status, error=reason, eta_s=0)
-    run_store.append_log(paths.runs, run_id, f"{status}: {reason}")
+    log(paths, run_id, f"{status}: {reason}")
 
 
 def settle(paths: Paths, worker_id: str) -> list[str]:
@@ -202,7 +208,7 @@ def requeue(paths: Paths, run_id: str, reason: str, count_attempt: bool = True,
                                     "eta_s": None, "samples_per_s": None}
     run_store.update_state(paths.runs, run_id, status=status, phase="requeued" if status == "queued" else status,
                            pid=None, **fields)
-    run_store.append_log(paths.runs, run_id, f"{reason}: " + (
+    log(paths, run_id, f"{reason}: " + (
         f"re-queued (attempt {attempt}), resumes from step {step}" if status == "queued" and step is not None
         else f"re-queued (attempt {attempt}), starts over" if status == "queued" else status))
     if status == "queued":

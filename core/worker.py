@@ -75,7 +75,10 @@ def _child_env() -> dict:
 def exit_reason(code: int) -> str:
     """Why a child that left its run unfinished ended, in words."""
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"the run's process was killed by {name}{hint} before the run finished"
     return f"the run's process exited with code {code} before the run finished; see log.txt"
@@ -141,7 +144,7 @@ class Worker:
                     self.say(f"{run_id}: {run_store.read_state(self.paths.runs, run_id).get('error')}")
                 run_id = scheduler.claim_next(self.paths, self.worker_id)
                 if run_id:
-                    self.execute(run_id)
+                    self.run_claimed(run_id)
                 elif self.once:
                     break
                 else:
@@ -151,7 +154,7 @@ class Worker:
         self.say(f"worker {self.worker_id} stopped")
         return 0
 
-    def execute(self, run_id: str) -> None:
+    def run_claimed(self, run_id: str) -> None:
         """Run one claimed run in a child process and make sure it ends in a settled state."""
         self.current = run_id
         self.beat(force=True)
@@ -205,7 +208,7 @@ class Worker:
             else:
                 status, error = "failed", exit_reason(code)
             run_store.update_state(self.paths.runs, run_id, status=status, phase=status, error=error, pid=None, eta_s=0)
-            run_store.append_log(self.paths.runs, run_id, f"{status}: {error}")
+            scheduler.log(self.paths, run_id, f"{status}: {error}")
             self.say(f"{run_id}: {status}: {error}")
 
 

@@ -4,7 +4,7 @@ from dataclasses import asdict, fields
 
 import streamlit as st
 
-from app import context, datasets, launch, widgets
+from app import context, datasets, launch, queries, widgets
 from core.config import ConfigError, apply_preset, valid_blocks
 from core.data.errors import DataError
 
@@ -117,4 +117,4 @@ if config:
                "with the layers run, so the student's step costs about "
                f"{settings.student_depth / settings.teacher_depth:.2f}× the teacher's.")
 if plan:
-    st.dataframe(launch.reuse_preview(paths, plan), hide_index=True, key="launch_reuse")
+    st.dataframe(launch.reuse_preview(queries.runs(context.store()), plan), hide_index=True, key="launch_reuse")

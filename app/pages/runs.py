@@ -5,7 +5,9 @@ import streamlit as st
 
 from app import context, figures, queries, widgets
 from app.runview import live_table_frame, log_tail, TABLE_COLUMNS
+from core import scheduler
 from core.store import runs as run_store
+from core.worker import alive_workers
 
 st.title("Runs")
 st.caption("Runs are executed by the background worker (`slmrec worker`, started by `slmrec app`); "
@@ -24,9 +26,14 @@ def live_table():
         return
     counts = frame["status"].value_counts()
     st.caption(" · ".join(f"{widgets.status_text(s)} {counts.get(s, 0)}" for s in run_store.STATUSES))
-    if counts.get("queued", 0) and not counts.get("running", 0):
-        st.warning("Runs are queued but none is running: is a worker alive? Start one with `slmrec worker`.",
-                   icon=":material/warning:")
+    workers = alive_workers(paths)
+    if workers:
+        st.caption("Worker: " + ", ".join(f"{w['worker_id']} on {w.get('device', '?')}"
+                                          + (f", running {w['current_run'][-6:]}" if w.get("current_run") else ", idle")
+                                          for w in workers))
+    elif counts.get("queued", 0):
+        st.warning("Runs are queued but no worker is alive: start one with `slmrec worker` (`slmrec app` starts "
+                   "one for you).", icon=":material/warning:")
     view = live_table_frame(frame[frame["status"].isin(statuses or [])])
     st.dataframe(view, hide_index=True, column_config=TABLE_COLUMNS, key="runs_live_table", height=320)
     widgets.csv_download(view, "runs")
@@ -58,8 +65,12 @@ if not frame.empty:
             st.error(row["error"])
         if row["status"] in ("queued", "running"):
             if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
-                run_store.request_cancel(paths.runs, run_id)
-                st.toast("Cancel requested: the worker stops the run at its next step.")
+                try:
+                    status = scheduler.cancel(paths, run_id)
+                    st.toast(f"Cancel requested: the run is {status}; a running run stops at its next step.")
+                except ValueError as exc:  # it ended meanwhile
+                    st.toast(str(exc))
+                context.store().refresh(force=True)
         loss_rows = queries.losses(context.store(), [run_id])
         if loss_rows.empty:
             widgets.empty("No loss rows yet: they appear every few training steps once the run is training.")

@@ -15,14 +15,13 @@ values (`per_user_metric`) are kept for bootstrap confidence intervals.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 METRICS = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 
 
-def _as_numpy(ranks: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Ranks as a 1-D int64 numpy array, checked to be non-negative and non-empty."""
-    if isinstance(ranks, torch.Tensor):
+def _as_numpy(ranks) -> np.ndarray:
+    """Ranks (numpy or torch) as a 1-D int64 numpy array, checked to be non-negative and non-empty."""
+    if hasattr(ranks, "detach"):  # a torch tensor; torch itself is not imported so the app can use this
         ranks = ranks.detach().cpu().numpy()
     ranks = np.asarray(ranks)
     if ranks.ndim != 1 or ranks.size == 0:
@@ -45,7 +44,7 @@ def _parse(metric: str) -> tuple[str, int | None]:
     return name, int(k)
 
 
-def per_user_metric(ranks: np.ndarray | torch.Tensor, metric: str) -> np.ndarray:
+def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
     """(U,) float64 per-user values of `metric` ('HR@K', 'NDCG@K' or 'MRR') from 0-based ranks (U,)."""
     ranks = _as_numpy(ranks)
     name, k = _parse(metric)
@@ -57,7 +56,7 @@ def per_user_metric(ranks: np.ndarray | torch.Tensor, metric: str) -> np.ndarray
     return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
-def metrics_from_ranks(ranks: np.ndarray | torch.Tensor, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
+def metrics_from_ranks(ranks: np.ndarray, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
     """Mean of each metric over users, e.g. {'HR@1': 0.25, ..., 'MRR': 0.31}."""
     ranks = _as_numpy(ranks)
     return {metric: float(per_user_metric(ranks, metric).mean()) for metric in metrics}

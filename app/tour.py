@@ -1,0 +1,214 @@
+"""The Tour's cells: what each one launches, how it finds its runs again, and its live output.
+
+A cell's runs are found by settings hash (the same lookup submission uses to reuse runs), so a
+reloaded page, or a run launched from the Launch page with the same settings, shows up in its cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import streamlit as st
+
+from app import context, figures, layers, launch, queries, results, stats, widgets
+from core import pipeline
+from core.config import RunSpec, apply_preset, to_dict
+from core.store.paths import Paths
+
+SIZES = ("tiny (seconds, random model)", "cpu-quick", "paper 4←8")
+
+
+@dataclass(frozen=True)
+class Tour:
+    paths: Paths
+    settings: launch.LaunchSettings
+    layers: int  # decoder layers of the base LLM
+
+
+def pretrained_spec(t: Tour) -> RunSpec:
+    """Layer analysis of the pretrained LLM alone (no run to analyse), over all its layers."""
+    s = t.settings
+    return apply_preset(launch.CHOICES[s.preset][0], {
+        "data": {"dataset": s.dataset, "max_len": s.max_len}, "train": {"device": s.device, "seed": s.seed},
+        "backbone": {"base": s.base, "depth": t.layers}, "analysis": {"run": ""}}, "analysis")
+
+
+def sweep_depths(t: Tour) -> list[int]:
+    return sorted({d for d in (1, 2, 4, 8) if d <= t.layers} | {t.settings.teacher_depth})
+
+
+def teacher_plan(t: Tour, depth: int) -> launch.LaunchPlan:
+    return launch.build_plan(replace(t.settings, teacher_depth=depth, student_depth=depth, blocks=1))
+
+
+def no_distillation(t: Tour) -> launch.LaunchSettings:
+    return replace(t.settings, lambda_cos=0.0, lambda_norm=0.0, lambda_sup=0.0)
+
+
+def _found(runs: pd.DataFrame, plan: launch.LaunchPlan) -> dict[str, str]:
+    return {row["stage"]: row["reuses"] for row in launch.reuse_preview(runs, plan)}
+
+
+def cell_runs(t: Tour, runs: pd.DataFrame, cell: int) -> dict[str, str]:
+    """role -> run id ('' when that run does not exist yet) of a cell's experiment."""
+    if cell == 1:
+        return {"pretrained analysis": launch.finder(runs)(pretrained_spec(t)) or ""}
+    main = _found(runs, launch.build_plan(t.settings))
+    if cell == 2:
+        return {"sasrec": main["sasrec"], "teacher": main["teacher"]}
+    if cell == 3:
+        return {f"teacher L{d}": _found(runs, teacher_plan(t, d))["teacher"] for d in sweep_depths(t)}
+    if cell == 4:
+        return main
+    plain = _found(runs, launch.build_plan(no_distillation(t)))
+    return {"sasrec": main["sasrec"], "teacher": main["teacher"], "SLMRec student": main["student"],
+            "no-distillation student": plain["student"]}
+
+
+def cell_specs(t: Tour, cell: int) -> tuple[dict, list[RunSpec]]:
+    """The settings a cell shows, and the specs it submits."""
+    s = t.settings
+    if cell == 1:
+        spec = pretrained_spec(t)
+        return {"base LLM": s.base, "layers": t.layers, "users": spec.analysis.users, "dataset": s.dataset}, [spec]
+    plan = launch.build_plan(s)
+    shown = {"dataset": s.dataset, "base LLM": s.base, "teacher depth": s.teacher_depth, "training": s.training,
+             "teacher epochs": s.teacher_epochs, "lr": s.lr, "batch size": s.batch_size, "max length": s.max_len}
+    if cell == 2:
+        return shown, [plan.teacher]
+    if cell == 3:
+        return {**shown, "depths": sweep_depths(t)}, [teacher_plan(t, d).teacher for d in sweep_depths(t)]
+    shown.update({"student layers": s.student_depth, "blocks B": s.blocks, "λ1": s.lambda_cos, "λ2": s.lambda_norm,
+                  "λ3": s.lambda_sup, "student epochs": s.student_epochs})
+    if cell == 4:
+        return shown, [plan.student]
+    return {**shown, "ablation": "the same student with λ1 = λ2 = λ3 = 0"}, [launch.build_plan(no_distillation(t)).student]
+
+
+def launch_cell(t: Tour, cell: int) -> list[str]:
+    """Queue a cell's experiment (reusing runs that already exist); the run ids."""
+    if cell == 1:
+        return pipeline.plan(t.paths, pretrained_spec(t))
+    if cell == 2:
+        return pipeline.plan(t.paths, launch.build_plan(t.settings).teacher)
+    if cell == 3:
+        return [i for d in sweep_depths(t) for i in pipeline.plan(t.paths, teacher_plan(t, d).teacher)]
+    ids = launch.submit_pipeline(t.paths, launch.build_plan(t.settings))
+    if cell == 5:
+        ids += launch.submit_pipeline(t.paths, launch.build_plan(no_distillation(t)))
+    return ids
+
+
+def render_cell(t: Tour, cell: int, title: str, text: str, extra=None) -> None:
+    """One notebook cell: explanation, settings, Run button, live output."""
+    st.header(f"[{cell}] {title}", divider="gray")
+    st.markdown(text)
+    if extra:
+        extra()
+    shown, specs = cell_specs(t, cell)
+    with st.expander("Settings this cell uses"):
+        st.json(shown)
+        st.caption("Full specs (as submitted):")
+        st.json([to_dict(s) for s in specs], expanded=False)
+    if st.button("Run", key=f"tour_run_{cell}", type="primary", icon=":material/play_arrow:"):
+        ids = launch_cell(t, cell)
+        context.store().refresh(force=True)
+        st.toast(f"Queued or reused {len(ids)} run(s); the worker picks them up.")
+    st.fragment(run_every=3)(_output)(t, cell)
+
+
+def _output(t: Tour, cell: int) -> None:
+    store = context.store()
+    runs = queries.runs(store)
+    found = cell_runs(t, runs, cell)
+    by_id = runs.set_index("run_id")
+    states = [f"**{role}**: " + (widgets.status_text(by_id.at[r, "status"]) +
+                                 (f" {100 * by_id.at[r, 'progress']:.0f}%" if by_id.at[r, "status"] == "running" else "")
+                                 if r in by_id.index else "not run yet") for role, r in found.items()]
+    st.markdown("Output · " + " · ".join(states))
+    done = {role: r for role, r in found.items() if r in by_id.index and by_id.at[r, "status"] == "done"}
+    OUTPUTS[cell](t, store, runs, found, done)
+
+
+def _out_question(t, store, runs, found, done) -> None:
+    run_id = done.get("pretrained analysis")
+    if not run_id:
+        widgets.empty(f"Press **Run** to measure the {t.layers} layers of the pretrained {t.settings.base}.")
+        return
+    influence = queries.similarity(store, run_id, "block_influence")
+    if not influence.empty:
+        widgets.chart(figures.block_influence_bars(influence), influence, "tour_influence")
+    angular = queries.similarity(store, run_id, "angular")
+    angular = angular[(angular["a_model"] == angular["b_model"]) & (angular["b_layer"] > angular["a_layer"])]
+    for model, rows in angular.groupby("a_model", sort=False):
+        widgets.chart(figures.angular_triangle(rows, f"{model}: angular distance from layer l to l + n"), rows,
+                      f"tour_angular_{model}")
+
+
+def _metrics_table(store, found: dict[str, str], runs) -> None:
+    ids = [r for r in found.values() if r]
+    final = queries.final_metrics(store, ids)
+    if final.empty:
+        return
+    names = {r: role for role, r in found.items()}
+    final = final.assign(who=final["run_id"].map(names) + " [" + final["model"] + "]")
+    keep = final[final["metric"].isin(["HR@10", "NDCG@10", "MRR"])]
+    table = keep.pivot_table(index="who", columns=["protocol", "metric"], values="value").round(4)
+    table.columns = [f"{m} ({p})" for p, m in table.columns]
+    widgets.table(table.reset_index(), f"tour_metrics_{'_'.join(sorted(names.values()))[:40]}")
+
+
+def _out_model(t, store, runs, found, done) -> None:
+    if not done:
+        widgets.empty("Press **Run** to train SASRec and the teacher; test metrics and the loss curve appear here.")
+        return
+    _metrics_table(store, done, runs)
+    if "teacher" in found and found["teacher"]:
+        rows = queries.losses(store, [found["teacher"]])
+        if not rows.empty:
+            widgets.chart(figures.loss_curves(rows, {found["teacher"]: "teacher"}), rows, "tour_teacher_losses")
+
+
+def _out_sweep(t, store, runs, found, done) -> None:
+    sweep = queries.depth_sweep(store, runs, "NDCG@10", "full")
+    sweep = sweep[sweep["run_id"].isin(list(done.values()))]
+    if sweep.empty:
+        widgets.empty("Press **Run** to train teachers at depths " + ", ".join(map(str, sweep_depths(t))) + ".")
+        return
+    sasrec = queries.sasrec_reference(store, runs, list(sweep["run_id"]), "NDCG@10", "full")
+    widgets.chart(figures.depth_sweep(sweep, "NDCG@10", sasrec), sweep, "tour_depth_sweep")
+
+
+def _out_loss(t, store, runs, found, done) -> None:
+    student = found.get("student")
+    rows = queries.losses(store, [student]) if student else None
+    if rows is None or rows.empty:
+        widgets.empty("Press **Run** to distil the student; its loss terms (ce, cos, norm, ms) appear here.")
+        return
+    widgets.chart(figures.loss_curves(rows, {student: "student"}), rows, "tour_student_losses")
+    analysis = done.get("analysis")
+    if analysis:
+        info = layers.analysed(runs, analysis)
+        cka = queries.similarity(store, analysis, "cka")
+        cross = cka[cka["a_model"] != cka["b_model"]]
+        for (a, b), group in cross.groupby(["a_model", "b_model"]):
+            widgets.chart(figures.similarity_heatmap(group, f"CKA {a} × {b} (squares: aligned blocks)",
+                                                     pairs=layers.pairs_for(a, b, info)), group, "tour_cka")
+
+
+def _out_results(t, store, runs, found, done) -> None:
+    if not done:
+        widgets.empty("Press **Run** to train the student with and without distillation, then compare.")
+        return
+    chosen = runs[runs["run_id"].isin(list(done.values()))]
+    final = queries.final_metrics(store, list(chosen["run_id"]))
+    widgets.table(results.reproduction_table(chosen, final), "tour_reproduction")
+    ranks = queries.final_ranks(store, list(chosen["run_id"]))
+    if not ranks.empty:
+        table = stats.metric_table(ranks, "NDCG@10").merge(chosen[["run_id", "kind", "label"]], on="run_id")
+        table = table[table["model"] == table["kind"]]
+        widgets.chart(figures.metric_bars(table, "NDCG@10"), table, "tour_ci")
+
+
+OUTPUTS = {1: _out_question, 2: _out_model, 3: _out_sweep, 4: _out_loss, 5: _out_results}

@@ -1,0 +1,76 @@
+"""The `slmrec reproduce` and `slmrec compare` subcommands: results across runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def cmd_reproduce(args) -> int:
+    """Run (or reuse) every row of the paper's table and write docs/results/<dataset>-<preset>.md/.csv."""
+    from core import reproduce  # noqa: PLC0415 - imports the pipeline
+    from core.commands import UserError, _paths  # noqa: PLC0415
+
+    if args.preset not in reproduce.PLANS:
+        raise UserError(f"--preset: unknown reproduction preset '{args.preset}'; "
+                        f"expected one of {', '.join(reproduce.PLANS)}")
+    plan = reproduce.PLANS[args.preset]
+    if args.seeds:
+        plan = replace(plan, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    overrides = {"backbone": {"base": args.base}} if args.base else {}
+    paths = _paths(args)
+    start = time.perf_counter()
+    try:
+        rows = reproduce.run_rows(paths, args.dataset, plan, overrides, log=print)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from exc
+    table = reproduce.summarise(paths, rows)
+    text = reproduce.markdown(table, args.dataset, args.preset, plan, time.perf_counter() - start)
+    md, csv_path = reproduce.write_report(Path(args.out), f"{args.dataset}-{args.preset}", table, text)
+    print(text)
+    print(f"written: {md} {csv_path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Paired comparison of two runs' per-user metric on the same users."""
+    from core.commands import UserError, _paths  # noqa: PLC0415
+    from core.compare import CompareError, compare  # noqa: PLC0415
+
+    try:
+        result = compare(_paths(args), args.run_a, args.run_b, args.metric, args.split, args.protocol,
+                         args.resamples)
+    except CompareError as exc:
+        raise UserError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        verdict = "significant" if result["significant"] else "not significant (the CI includes 0)"
+        print(f"{result['metric']} ({result['split']}, {result['protocol']}): A {result['a_value']:.4f} "
+              f"B {result['b_value']:.4f}, A - B = {result['difference']:+.4f} "
+              f"[{result['low']:+.4f}, {result['high']:+.4f}] 95% paired bootstrap, p = {result['p_value']:.3g}, "
+              f"n = {result['n']} users: {verdict}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register `reproduce` and `compare` on the top-level subparsers."""
+    p = sub.add_parser("reproduce", help="the paper's comparison table on our data, as Markdown + CSV")
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--preset", default="cpu", help="cpu | paper | tiny")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--base", help="another base LLM (a local folder, or 'tiny')")
+    p.add_argument("--out", default="docs/results")
+    p.set_defaults(handler=cmd_reproduce)
+
+    p = sub.add_parser("compare", help="paired comparison of two runs: difference, 95%% CI, p-value")
+    p.add_argument("run_a", help="RUN_ID or RUN_ID:MODEL (e.g. a SASRec run's :popularity)")
+    p.add_argument("run_b")
+    p.add_argument("--metric", default="NDCG@10")
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--protocol", default="full", choices=["full", "sampled"])
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_compare)

