@@ -1,8 +1,11 @@
 """SLMRec Lab in the browser: page config and navigation only; each page is a script in app/pages/."""
 
 import streamlit as st
+from PIL import Image
 
-st.set_page_config(page_title="SLMRec Lab", page_icon=":material/science:", layout="wide")
+# A plain-colour favicon made here: a Material icon as favicon would be fetched from the internet.
+ICON = Image.new("RGB", (32, 32), (76, 110, 245))
+st.set_page_config(page_title="SLMRec Lab", page_icon=ICON, layout="wide")
 pages = [
     st.Page("app/pages/tour.py", title="Tour", icon=":material/school:", default=True),
     st.Page("app/pages/data.py", title="Data", icon=":material/dataset:"),

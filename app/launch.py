@@ -32,6 +32,7 @@ TINY_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers":
                "num_key_value_heads": 2, "vocab_size": 512}
 DEFAULT_DIR = "smollm2-135m-instruct"  # core.models.backbone.DEFAULT_MODEL_DIR
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BASE_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "tiny": "tiny random LLaMA (tests, demos)"}
 TARGETS = {"one per user (public code)": "last", "all prefixes (paper)": "prefixes"}
 
 
@@ -167,6 +168,11 @@ def base_choices(paths: Paths) -> list[str]:
         found += sorted(str(p) for p in folder.iterdir()
                         if p.is_dir() and p.name != DEFAULT_DIR and (p / "config.json").is_file())
     return found
+
+
+def base_name(base: str) -> str:
+    """A readable name for a backbone.base value."""
+    return BASE_NAMES.get(base, Path(base).name)
 
 
 def model_config(paths: Paths, base: str) -> dict | None:

@@ -41,3 +41,9 @@ def pairs_for(a_model: str, b_model: str, info: dict) -> list[tuple[int, int]] |
         return None
     pairs = aligned_pairs(info["teacher_depth"], info["student_depth"], info["blocks"])
     return pairs if a_model == "teacher" else [(s, t) for t, s in pairs]
+
+
+def order(a_model: str, b_model: str) -> tuple:
+    """Heatmaps in reading order: within each model (teacher first), then across models."""
+    rank = {"base": 0, "teacher": 1, "student": 2}
+    return (a_model != b_model, rank.get(a_model, 3), rank.get(b_model, 3), a_model, b_model)

@@ -12,6 +12,8 @@ import pandas as pd
 
 from app.context import Store
 
+METRIC_ORDER = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+
 # One row per run, with the spec fields the pages filter, label and plot by. A student's teacher
 # depth comes from its teacher run's spec.
 RUNS_SQL = """
@@ -86,7 +88,9 @@ def wide_final(metrics: pd.DataFrame, protocol: str) -> pd.DataFrame:
     rows = metrics[metrics["protocol"] == protocol]
     if rows.empty:
         return pd.DataFrame(columns=["run_id", "model"])
-    return rows.pivot_table(index=["run_id", "model"], columns="metric", values="value").reset_index()
+    wide = rows.pivot_table(index=["run_id", "model"], columns="metric", values="value")
+    order = [m for m in METRIC_ORDER if m in wide.columns] + sorted(set(wide.columns) - set(METRIC_ORDER))
+    return wide[order].reset_index()
 
 
 RANKS_SQL = """

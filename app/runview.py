@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.widgets import duration, status_text
+from app.widgets import duration
 from core.store import runs as run_store
 from core.store.paths import Paths
 
@@ -19,7 +19,7 @@ TABLE_COLUMNS = {
 def live_table_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs as the live table shows them."""
     return pd.DataFrame({
-        "run": frame["label"], "kind": frame["kind"], "status": frame["status"].map(status_text),
+        "run": frame["label"], "kind": frame["kind"], "status": frame["status"],
         "phase": frame["phase"], "progress": frame["progress"].fillna(0.0).astype(float),
         "ETA": frame["eta_s"].map(duration), "samples/s": frame["samples_per_s"], "device": frame["device"],
         "dataset": frame["dataset"], "created": frame["created_at"], "error": frame["error"],

@@ -134,7 +134,8 @@ def _output(t: Tour, cell: int) -> None:
 def _out_question(t, store, runs, found, done) -> None:
     run_id = done.get("pretrained analysis")
     if not run_id:
-        widgets.empty(f"Press **Run** to measure the {t.layers} layers of the pretrained {t.settings.base}.")
+        widgets.empty(f"Press **Run** to measure the {t.layers} layers of the pretrained "
+                      f"{launch.base_name(t.settings.base)}.")
         return
     influence = queries.similarity(store, run_id, "block_influence")
     if not influence.empty:

@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "unknown": "❓"}
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
+                "failed": ":material/error:", "cancelled": ":material/cancel:", "unknown": ":material/help:"}
 
 
 def _slug(text: str) -> str:
@@ -43,6 +44,7 @@ def empty(message: str) -> None:
 
 
 def status_text(status: str) -> str:
+    """A status with its icon, for markdown (captions, metrics, headers); tables show the word alone."""
     return f"{STATUS_ICONS.get(status, '')} {status}"
 
 

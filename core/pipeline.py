@@ -25,7 +25,6 @@ STAGES = {
     "teacher": "core.stages.llm:run_teacher",
     "student": "core.stages.student:run_student",
     "analysis": "core.stages.analysis:run_analysis",
-    "sweep": "core.stages.sweep:run_sweep",
 }
 HEARTBEAT_S = 2.0
 
@@ -65,9 +64,22 @@ def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
         parent, _ = submit(paths, sasrec_parent(spec), reuse=reuse)
         ids.append(parent)
         spec = replace(spec, sasrec_run=parent)
+    if spec.kind == "sweep":
+        return ids + [submit(paths, run, parent_id=spec.sasrec_run, reuse=reuse)[0] for run in sweep_runs(spec)]
     parent_id = spec.distill.teacher_run if spec.kind == "student" else (spec.analysis.run or None)
     run_id, _ = submit(paths, spec, parent_id=parent_id or (ids[-1] if ids else None), reuse=reuse)
     return ids + [run_id]
+
+
+def sweep_runs(spec: RunSpec) -> list[RunSpec]:
+    """The depth sweep (PAPER.md section 3): one teacher-style run per depth, same seed and data.
+
+    A sweep is not a run of its own: it expands into teacher runs that differ only in depth, so
+    each is reused by any later sweep or pipeline with the same settings, and the app draws
+    metric-vs-depth by grouping teacher runs by depth.
+    """
+    return [replace(spec, kind="teacher", depths=(), name=f"{spec.name or 'sweep'} depth {depth}",
+                    backbone=replace(spec.backbone, depth=depth)) for depth in spec.depths]
 
 
 def plan_pipeline(paths: Paths, teacher: RunSpec, student: RunSpec, analysis: RunSpec,

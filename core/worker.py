@@ -1,18 +1,19 @@
 """The background worker: claims queued runs and runs each one in a child process.
 
 `slmrec worker` loops: recover runs whose process died (`core.scheduler.recover`, at start and
-every RECOVER_EVERY_S or `stale_s` if shorter), settle queued runs that can never start, claim the oldest runnable run
-and run it in a child process, `python -m core.worker run-one RUN_ID`, one run at a time on the
-worker's device. The child calls `pipeline.execute`, which writes the state (phase, progress,
-ETA, samples/s, heartbeat, pid, device), the log and the events; the child's own stdout and
-stderr go to the run's log.txt too. So a crash or an out-of-memory kill ends that run as failed
-while the worker goes on, and the worker process never imports torch. A child exits by itself
-when its worker dies (a parent watchdog), so a killed worker leaves no run training unseen: the
-next worker re-queues it and the stage resumes from its last checkpoint. Stopping a worker
-(SIGTERM, Ctrl-C) stops its child and re-queues the run without counting an attempt.
-Live workers register in data/workers/<worker_id>.json (pid, host, device, heartbeat, current
-run); "alive" means pid alive and heartbeat fresh. `start_detached` and `stop_process` serve
-`slmrec app`, which starts a worker only when none is alive.
+every RECOVER_EVERY_S, or `stale_s` if shorter, also while a run goes on), settle queued runs
+that can never start, claim the oldest runnable run and run it in a child process,
+`python -m core.worker run-one RUN_ID`, one run at a time on the worker's device. The child
+calls `pipeline.execute`, which writes the state (phase, progress, ETA, samples/s, heartbeat,
+pid, device), the log and the events; its own stdout and stderr go to the run's log.txt too.
+So a crash or an out-of-memory kill ends that run as failed while the worker goes on, and the
+worker process never imports torch. A child exits by itself when its worker dies (a parent
+watchdog), so a killed worker leaves no run training unseen: the next worker re-queues it and
+the stage resumes from its last checkpoint. Stopping a worker (SIGTERM, Ctrl-C) stops its child
+and re-queues the run without counting an attempt. Live workers register in
+data/workers/<worker_id>.json (pid, host, device, heartbeat, current run); "alive" means pid
+running and heartbeat fresh. `start_detached` and `stop_process` serve `slmrec app`, which
+starts a worker only when none is alive.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Worker:
         self.started_at = run_store.now_iso()
         self.current: str | None = None
         self._stop = threading.Event()
-        self._last_beat = -float("inf")
+        self._last_beat = self._last_recover = -float("inf")
 
     def stop(self) -> None:
         """Ask the loop to end: a running child is stopped and its run re-queued."""
@@ -116,8 +117,14 @@ class Worker:
             "heartbeat_at": run_store.now_iso(), "current_run": self.current})
         self._last_beat = time.monotonic()
 
-    def recover(self) -> None:
-        """Re-queue runs whose process died; forget registrations of dead workers."""
+    def recover(self, if_due: bool = False) -> None:
+        """Re-queue runs whose process died; forget registrations of dead workers.
+
+        With `if_due`, only if the last look is older than RECOVER_EVERY_S (or `stale_s`).
+        """
+        if if_due and time.monotonic() - self._last_recover < min(RECOVER_EVERY_S, self.stale_s):
+            return
+        self._last_recover = time.monotonic()
         workers = list_workers(self.paths)
         live = {w["worker_id"] for w in workers if is_alive(w, self.stale_s)} | {self.worker_id}
         for run_id, status in scheduler.recover(self.paths, live, self.stale_s).items():
@@ -133,13 +140,10 @@ class Worker:
         self.beat(force=True)
         self.say(f"worker {self.worker_id} on {self.device or 'the device each run asks for'}, "
                  f"watching {self.paths.runs}")
-        last_recover = -float("inf")
         try:
             while not self._stop.is_set():
                 self.beat()
-                if time.monotonic() - last_recover >= min(RECOVER_EVERY_S, self.stale_s):
-                    self.recover()
-                    last_recover = time.monotonic()
+                self.recover(if_due=True)
                 for run_id in scheduler.settle(self.paths, self.worker_id):
                     self.say(f"{run_id}: {run_store.read_state(self.paths.runs, run_id).get('error')}")
                 run_id = scheduler.claim_next(self.paths, self.worker_id)
@@ -182,6 +186,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
             self.beat()
+            self.recover(if_due=True)  # runs other workers left behind go back to the queue meanwhile
             if self._stop.is_set():
                 stop_process(child)
                 return "stopped"
@@ -204,7 +209,8 @@ class Worker:
                 self.say(f"{run_id}: interrupted, {status}")
                 return
             if how == "killed":
-                status, error = "cancelled", f"cancelled: stopped by the worker {CANCEL_GRACE_S:.0f} s after the request"
+                status = "cancelled"
+                error = f"cancelled: stopped by the worker {CANCEL_GRACE_S:.0f} s after the request"
             else:
                 status, error = "failed", exit_reason(code)
             run_store.update_state(self.paths.runs, run_id, status=status, phase=status, error=error, pid=None, eta_s=0)
@@ -247,7 +253,8 @@ def start_detached(paths: Paths, device: str | None = None) -> subprocess.Popen 
         deadline = time.monotonic() + 30
         while not any(w.get("pid") == process.pid for w in alive_workers(paths)):
             if process.poll() is not None:
-                raise RuntimeError(f"the worker exited at once (code {process.returncode}); see {folder / 'worker.log'}")
+                raise RuntimeError(f"the worker exited at once (code {process.returncode}); "
+                                   f"see {folder / 'worker.log'}")
             if time.monotonic() > deadline:
                 stop_process(process)
                 raise RuntimeError(f"the worker did not register within 30 s; see {folder / 'worker.log'}")

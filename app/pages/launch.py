@@ -41,7 +41,7 @@ st.subheader("Model")
 left, right = st.columns(2)
 left.selectbox("Dataset", names, key=KEYS["dataset"], persist_state="session",
                on_change=lambda: st.session_state.update(shared_dataset=st.session_state[KEYS["dataset"]]))
-left.selectbox("Base LLM", bases, key=KEYS["base"], persist_state="session")
+left.selectbox("Base LLM", bases, key=KEYS["base"], persist_state="session", format_func=launch.base_name)
 config = launch.model_config(paths, st.session_state[KEYS["base"]])
 layers = config["num_hidden_layers"] if config else 64
 for key in ("teacher_depth", "student_depth"):

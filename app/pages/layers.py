@@ -17,7 +17,8 @@ else:
     labels = dict(zip(found["run_id"], found["label"]))
     run_id = st.selectbox("Analysis run", list(labels), format_func=labels.get, key="layers_run")
     info = layers.analysed(runs, run_id)
-    st.caption(f"teacher: {info['teacher'] or '–'} · student: {info['student'] or '–'} · "
+    names = dict(zip(runs["run_id"], runs["label"]))
+    st.caption(f"teacher: {names.get(info['teacher'], '–')} · student: {names.get(info['student'], '–')} · "
                f"blocks: {info['blocks'] or '–'}")
 
     st.header("Representation similarity")
@@ -27,7 +28,7 @@ else:
     sim = queries.similarity(store, run_id, measure)
     if sim.empty:
         widgets.empty(f"This run has no {measure} rows.")
-    for (a_model, b_model), rows in sim.groupby(["a_model", "b_model"], sort=False):
+    for (a_model, b_model), rows in sorted(sim.groupby(["a_model", "b_model"]), key=lambda g: layers.order(*g[0])):
         pairs = layers.pairs_for(a_model, b_model, info)
         title = f"{measure.upper()}: {a_model} × {b_model}" + (" (squares: aligned blocks)" if pairs else "")
         widgets.chart(figures.similarity_heatmap(rows, title, pairs=pairs), rows, f"layers_{measure}_{a_model}_{b_model}")

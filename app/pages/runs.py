@@ -55,7 +55,7 @@ if not frame.empty:
     def run_detail(run_id: str):
         row = queries.runs(context.store()).set_index("run_id").loc[run_id]
         cols = st.columns(5)
-        cols[0].metric("Status", widgets.status_text(row["status"]))
+        cols[0].metric("Status", row["status"])
         cols[1].metric("Phase", row["phase"] if pd.notna(row["phase"]) and row["phase"] else "–")
         cols[2].metric("ETA", widgets.duration(row["eta_s"]) or "–")
         cols[3].metric("Samples/s", f"{row['samples_per_s']:.0f}" if pd.notna(row["samples_per_s"]) else "–")

@@ -88,7 +88,8 @@ def test_tour_run_button_queues_its_cell(fresh, open_page, run_folders):
     new = run_folders(root) - before
     assert sorted(run_store.read_spec(root / "data" / "runs", r)["kind"] for r in new) == ["sasrec", "teacher"]
     outputs = [m.value for m in app.markdown if m.value.startswith("Output")]
-    assert "**sasrec**: ⏳ queued" in outputs[1] and "**teacher**: ⏳ queued" in outputs[1]
+    assert "**sasrec**: :material/schedule: queued" in outputs[1]
+    assert "**teacher**: :material/schedule: queued" in outputs[1]
 
 
 def test_cancel_a_queued_run(fresh, open_page):

@@ -84,8 +84,9 @@ def lab(tmp_path_factory):
         _stop(worker)
 
 
-def _open(page, url: str, path: str, text: str, timeout_ms: int = 60_000) -> None:
-    page.goto(f"{url}/{path}")
+def _open(page, name: str, text: str, timeout_ms: int = 60_000) -> None:
+    """Go to a page through the sidebar (as a user does; a deep link makes Streamlit probe paths that 404)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name, exact=True).click()
     page.get_by_text(text, exact=False).first.wait_for(timeout=timeout_ms)
 
 
@@ -96,8 +97,14 @@ def _settle(page) -> None:
 
 
 def _shot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main element, so grow the viewport to fit it first."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    height = page.evaluate("Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"] *')]"
+                           ".slice(0, 1).map(e => e.scrollHeight), document.body.scrollHeight)")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 12_000)})
+    page.wait_for_timeout(800)  # plotly charts re-lay out to the new size
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_launch_watch_and_inspect(lab):
@@ -111,36 +118,37 @@ def test_launch_watch_and_inspect(lab):
         page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         try:
-            _open(page, url, "launch", "Launch a pipeline")
-            page.get_by_role("button", name="tiny (seconds, random model)").click()
+            page.goto(url)
+            page.get_by_text("[1] The question").wait_for(timeout=60_000)
+            _open(page, "Launch", "Launch a pipeline")
+            page.get_by_role("radio", name="tiny (seconds, random model)").click()
             page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
             page.get_by_role("button", name="Launch pipeline").click()
             page.get_by_text("Queued (or reused) 4 runs").wait_for(timeout=30_000)
             _settle(page)
             _shot(page, "launch")
 
-            _open(page, url, "runs", "Runs")
-            page.get_by_text("✅ done 4").wait_for(timeout=420_000)  # the live table refreshes by itself
+            _open(page, "Runs", "One run")
+            page.get_by_text("done 4").wait_for(timeout=420_000)  # the live table refreshes by itself
             _settle(page)
             _shot(page, "runs")
 
-            _open(page, url, "layers", "Representation similarity")
+            _open(page, "Layers", "Representation similarity")
             page.get_by_text("CKA: teacher × student").first.wait_for(timeout=60_000)
             page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=30_000)
             _settle(page)
             _shot(page, "layers")
 
-            _open(page, url, "results", "Reproduction table")
+            _open(page, "Results", "Reproduction table")
             page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
-            page.get_by_text("SLMRec 2←4").first.wait_for(timeout=30_000) if False else None
             _settle(page)
             _shot(page, "results")
 
-            _open(page, url, "data", "Sample sequences")
+            _open(page, "Data", "Sample sequences")
             _settle(page)
             _shot(page, "data")
 
-            _open(page, url, "", "[1] The question")
+            _open(page, "Tour", "[1] The question")
             _settle(page)
             _shot(page, "tour")
         finally:

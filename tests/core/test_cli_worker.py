@@ -74,7 +74,8 @@ def test_submit_pipeline_links_the_chain_and_reuses_unchanged_links(project, cap
     assert specs[student]["parent_id"] == teacher and s["distill"]["teacher_run"] == teacher
     assert s["backbone"]["depth"] == 2 and s["sasrec_run"] == sasrec
     a = specs[analysis]
-    assert a["parent_id"] == student and (a["spec"]["analysis"]["run"], a["spec"]["analysis"]["against"]) == (student, teacher)
+    assert a["parent_id"] == student
+    assert (a["spec"]["analysis"]["run"], a["spec"]["analysis"]["against"]) == (student, teacher)
     # the same submission again: every run is reused; a new student only: sasrec and teacher reused
     assert submit(project, capsys, "pipeline", *TINY, "--teacher-depth", "4", "--student-layers", "2",
                   "--json")[1]["run_ids"] == out["run_ids"]
