@@ -6,6 +6,8 @@ embeddings, l = 1..L the residual stream after decoder layer l.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -32,6 +34,13 @@ def loss_curves(losses: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     return _layout(fig, "Training losses per term", height=220 * rows + 80)
 
 
+def _layer_ticks(fig: go.Figure, axis: str, values) -> None:
+    """Integer ticks on a layer axis (every layer while there are few)."""
+    count = len(set(values))
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(dtick=1 if count <= 16 else None, tickformat="d")
+
+
 def similarity_heatmap(rows: pd.DataFrame, title: str, zmax: float | None = 1.0,
                        pairs: list[tuple[int, int]] | None = None, pair_name: str = "aligned blocks") -> go.Figure:
     """A heatmap of value over (a_layer rows, b_layer columns); `pairs` (a, b) marked with squares."""
@@ -41,10 +50,12 @@ def similarity_heatmap(rows: pd.DataFrame, title: str, zmax: float | None = 1.0,
                                hovertemplate="a layer %{y}<br>b layer %{x}<br>%{z:.3f}<extra></extra>"))
     if pairs:
         fig.add_trace(go.Scatter(x=[b for _, b in pairs], y=[a for a, _ in pairs], mode="markers", name=pair_name,
-                                 marker=dict(symbol="square-open", size=16, color="red", line=dict(width=3))))
+                                 marker=dict(symbol="square-open", size=22, color="red", line=dict(width=3))))
     a_name, b_name = rows["a_model"].iloc[0], rows["b_model"].iloc[0]
-    fig.update_xaxes(title=f"{b_name} layer", dtick=1 if len(grid.columns) <= 16 else None)
-    fig.update_yaxes(title=f"{a_name} layer", dtick=1 if len(grid.index) <= 16 else None)
+    fig.update_xaxes(title=f"{b_name} layer")
+    fig.update_yaxes(title=f"{a_name} layer")
+    _layer_ticks(fig, "x", grid.columns)
+    _layer_ticks(fig, "y", grid.index)
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
     return _layout(fig, title, height=420)
 
@@ -53,11 +64,13 @@ def angular_triangle(rows: pd.DataFrame, title: str) -> go.Figure:
     """Angular distance between layer l and layer l + n: start layer l (rows) by block size n (columns)."""
     frame = rows.assign(n=rows["b_layer"] - rows["a_layer"])
     grid = frame.pivot_table(index="a_layer", columns="n", values="value")
-    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index, colorscale="Magma_r",
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index, colorscale="Blues",
                                zmin=0, colorbar=dict(title="distance"),
                                hovertemplate="from layer %{y}<br>n = %{x} layers<br>%{z:.3f}<extra></extra>"))
     fig.update_xaxes(title="n (layers skipped)")
     fig.update_yaxes(title="start layer l")
+    _layer_ticks(fig, "x", grid.columns)
+    _layer_ticks(fig, "y", grid.index)
     return _layout(fig, title, height=420)
 
 
@@ -65,12 +78,14 @@ def block_influence_bars(rows: pd.DataFrame) -> go.Figure:
     """Block influence (1 - cos between a layer's input and output) per layer, one colour per model."""
     fig = px.bar(rows, x="a_layer", y="value", color="a_model", barmode="group",
                  labels={"a_layer": "layer", "value": "block influence", "a_model": "model"})
+    _layer_ticks(fig, "x", rows["a_layer"])
     return _layout(fig, "Block influence per layer (higher: the layer changes the stream more)")
 
 
 def readout_curves(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Figure:
     """Per-layer readout: metric by layer, one line per (run, model), with the SASRec level dashed."""
     fig = px.line(rows, x="layer", y="value", color="series", markers=True, labels={"value": metric})
+    _layer_ticks(fig, "x", rows["layer"])
     if sasrec is not None:
         fig.add_hline(y=sasrec, line_dash="dash", line_color="grey", annotation_text=f"SASRec {sasrec:.4f}")
     return _layout(fig, f"{metric} read out from each layer")
@@ -85,7 +100,8 @@ def depth_sweep(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Fig
                              hovertemplate="%{text}<br>depth %{x}<br>%{y:.4f}<extra></extra>"))
     if sasrec is not None:
         fig.add_hline(y=sasrec, line_dash="dash", line_color="grey", annotation_text=f"SASRec {sasrec:.4f}")
-    fig.update_xaxes(title="LLM layers kept (teacher depth)")
+    depths = sorted(set(rows["depth"].dropna().astype(int)))
+    fig.update_xaxes(title="LLM layers kept (teacher depth)", type="log", tickvals=depths, ticktext=depths)
     return _layout(fig, f"{metric} by depth")
 
 
@@ -105,7 +121,9 @@ def parallel_coordinates(frame: pd.DataFrame, dims: list[str], target: str) -> g
     dimensions = [dict(label=d, values=frame[d]) for d in dims + [target]]
     fig = go.Figure(go.Parcoords(line=dict(color=frame[target], colorscale="Viridis", showscale=True),
                                  dimensions=dimensions))
-    return _layout(fig, f"Settings against {target}")
+    _layout(fig, f"Settings against {target}", height=440)
+    fig.update_layout(margin=dict(l=60, r=40, t=110, b=30))
+    return fig
 
 
 def tradeoff(frame: pd.DataFrame, metric: str) -> go.Figure:
@@ -114,14 +132,17 @@ def tradeoff(frame: pd.DataFrame, metric: str) -> go.Figure:
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("inference parameters", "inference time (s)"))
     error = dict(type="data", symmetric=False, array=frame["ci_high"] - frame["value"],
-                 arrayminus=frame["value"] - frame["ci_low"])
+                 arrayminus=frame["value"] - frame["ci_low"], color="#1f4e9c")
     for col, x in ((1, "inference_params"), (2, "inference_s")):
         fig.add_trace(go.Scatter(x=frame[x], y=frame["value"], mode="markers+text", text=frame["short"],
-                                 textposition="top center", error_y=error, showlegend=False,
-                                 customdata=frame["label"],
+                                 textposition="middle right", error_y=error, showlegend=False,
+                                 customdata=frame["label"], cliponaxis=False,
+                                 marker=dict(size=10, color="#1f4e9c"),
                                  hovertemplate="%{customdata}<br>%{x}<br>" + metric + " %{y:.4f}<extra></extra>"),
                       row=1, col=col)
-        fig.update_xaxes(type="log", row=1, col=col)
+        low, high = frame[x].min(), frame[x].max()
+        span = [math.log10(low / 1.5), math.log10(high * 3)] if low > 0 else None
+        fig.update_xaxes(type="log", range=span, row=1, col=col)
     fig.update_yaxes(title=metric, row=1, col=1)
     return _layout(fig, f"Cost against {metric} (test, full ranking)")
 

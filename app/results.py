@@ -52,13 +52,25 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix[:-1]: json.dumps(value) if isinstance(value, (list, dict)) else value}
 
 
+# The spec sections that change each kind's result (a SASRec run carries default backbone settings
+# it never reads; showing them as differences would mislead).
+RELEVANT = {"sasrec": ("kind", "data.", "sasrec.", "train.seed", "train.device", "train.max_steps", "train.eval_users"),
+            "teacher": ("kind", "data.", "train.", "backbone.", "rec.", "sasrec_run"),
+            "student": ("kind", "data.", "train.", "backbone.", "rec.", "sasrec_run", "distill."),
+            "analysis": ("kind", "analysis.", "data.", "backbone.base", "rec.prompt")}
+
+
 def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
-    """Setting x run, only the settings whose values differ between the runs."""
-    flat = {row["label"]: _flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")}) for _, row in runs.iterrows()}
+    """Setting x run, only the settings that differ between the runs (blank: not used by that kind)."""
+    flat = {}
+    for _, row in runs.iterrows():
+        values = _flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")})
+        keep = RELEVANT.get(row["kind"], ("",))
+        flat[row["label"]] = {k: v for k, v in values.items() if k.startswith(keep)}
     frame = pd.DataFrame(flat)
     if frame.empty or len(flat) < 2:
         return frame.reset_index(names="setting")
-    differs = frame.astype(str).nunique(axis=1) > 1
+    differs = frame.astype(str).nunique(axis=1, dropna=False) > 1
     return frame[differs].reset_index(names="setting")
 
 

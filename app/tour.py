@@ -100,12 +100,14 @@ def launch_cell(t: Tour, cell: int) -> list[str]:
     return ids
 
 
-def render_cell(t: Tour, cell: int, title: str, text: str, extra=None) -> None:
-    """One notebook cell: explanation, settings, Run button, live output."""
+def render_cell(t: Tour, cell: int, title: str, text: str, formula: str = "", after: str = "") -> None:
+    """One notebook cell: explanation (with an optional formula), settings, Run button, live output."""
     st.header(f"[{cell}] {title}", divider="gray")
     st.markdown(text)
-    if extra:
-        extra()
+    if formula:
+        st.latex(formula)
+    if after:
+        st.markdown(after)
     shown, specs = cell_specs(t, cell)
     with st.expander("Settings this cell uses"):
         st.json(shown)

@@ -55,6 +55,15 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Every benchmark in one run (bench/run.py), JSON lines on stdout."""
+    from bench.run import main as bench_main  # noqa: PLC0415
+
+    argv = ["--device", args.device] + (["--only", args.only] if args.only else []) + \
+        (["--batch", str(args.batch)] if args.batch else [])
+    return bench_main(argv)
+
+
 def add_parsers(sub) -> None:
     """Register `reproduce` and `compare` on the top-level subparsers."""
     p = sub.add_parser("reproduce", help="the paper's comparison table on our data, as Markdown + CSV")
@@ -74,3 +83,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_compare)
+
+    p = sub.add_parser("bench", help="throughput benchmarks, one JSON object per line")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--only", choices=["llm", "store", "data"])
+    p.add_argument("--batch", type=int)
+    p.set_defaults(handler=cmd_bench)

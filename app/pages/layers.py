@@ -59,7 +59,8 @@ else:
                               index=sorted(readout["metric"].unique()).index("NDCG@10")
                               if "NDCG@10" in set(readout["metric"]) else 0)
         protocol = c2.radio("Protocol", sorted(readout["protocol"].unique()), horizontal=True, key="layers_protocol")
-        split = c3.radio("Split", sorted(readout["split"].unique(), reverse=True), horizontal=True, key="layers_split")
+        split = c3.radio("Split", [x for x in ("test", "valid") if x in set(readout["split"])], horizontal=True,
+                         key="layers_split")
         rows = readout[(readout["metric"] == metric) & (readout["protocol"] == protocol) & (readout["split"] == split)]
         rows = rows.assign(series=rows["model"])
         ids = [r for r in (info["teacher"], info["student"], run_id) if r]

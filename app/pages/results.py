@@ -63,7 +63,7 @@ if len(chosen) < 2:
 elif diff.empty:
     st.write("Their settings are identical.")
 else:
-    widgets.table(diff.astype(str), "results_config_diff")
+    widgets.table(diff.fillna("–").astype(str), "results_config_diff")
 
 st.header("Settings against quality")
 all_final = queries.final_metrics(store, list(runs[runs["status"] == "done"]["run_id"]))

@@ -17,9 +17,14 @@ statuses = st.pills("Show", ["queued", "running", "done", "failed", "cancelled"]
                     default=["queued", "running", "done", "failed", "cancelled"], key="runs_statuses")
 
 
+frame = queries.runs(context.store())
+
+
 @st.fragment(run_every=2)
-def live_table():
+def live_table(page_had_runs: bool):
     frame = queries.runs(context.store())
+    if not frame.empty and not page_had_runs:
+        st.rerun(scope="app")  # the first run appeared: show the rest of the page too
     if frame.empty:
         widgets.empty("No runs yet. Open **Launch** to queue a pipeline (sasrec → teacher → student → analysis), "
                       "or press a Run button on the **Tour**.")
@@ -39,9 +44,7 @@ def live_table():
     widgets.csv_download(view, "runs")
 
 
-live_table()
-
-frame = queries.runs(context.store())
+live_table(not frame.empty)
 if not frame.empty:
     st.subheader("One run")
     labels = dict(zip(frame["run_id"], frame["label"]))
@@ -72,7 +75,9 @@ if not frame.empty:
                     st.toast(str(exc))
                 context.store().refresh(force=True)
         loss_rows = queries.losses(context.store(), [run_id])
-        if loss_rows.empty:
+        if loss_rows.empty and row["kind"] == "analysis":
+            st.caption("An analysis run trains nothing: its results are on the Layers page.")
+        elif loss_rows.empty:
             widgets.empty("No loss rows yet: they appear every few training steps once the run is training.")
         else:
             widgets.chart(figures.loss_curves(loss_rows, {run_id: row["label"]}), loss_rows, "runs_losses")
@@ -81,10 +86,16 @@ if not frame.empty:
 
     run_detail(run_id)
 
-    st.subheader("Compare")
-    done = frame[frame["status"] == "done"]
-    if any(r not in labels for r in st.session_state.get("runs_compare", [])):
-        st.session_state["runs_compare"] = [r for r in st.session_state["runs_compare"] if r in labels]
-    st.multiselect("Runs to compare on Results", list(done["run_id"]), format_func=labels.get,
-                   key="runs_compare", persist_state="session")
-    st.page_link("app/pages/results.py", label="Open Results", icon=":material/leaderboard:")
+    @st.fragment(run_every=5)
+    def compare():
+        st.subheader("Compare")
+        frame = queries.runs(context.store())
+        done = frame[frame["status"] == "done"]
+        labels = dict(zip(done["run_id"], done["label"]))
+        if any(r not in labels for r in st.session_state.get("runs_compare", [])):
+            st.session_state["runs_compare"] = [r for r in st.session_state["runs_compare"] if r in labels]
+        st.multiselect("Runs to compare on Results", list(labels), format_func=labels.get, key="runs_compare",
+                       persist_state="session", placeholder="Finished runs")
+        st.page_link("app/pages/results.py", label="Open Results", icon=":material/leaderboard:")
+
+    compare()

@@ -31,6 +31,6 @@ t = tour.Tour(paths, settings, config["num_hidden_layers"])
 tour.render_cell(t, 1, "The question: how deep must the LLM be?", tour_text.QUESTION)
 tour.render_cell(t, 2, "The model: E4SRec over the first L layers", tour_text.MODEL)
 tour.render_cell(t, 3, "Layer redundancy: a depth sweep", tour_text.SWEEP)
-tour.render_cell(t, 4, "The loss: block-wise distillation", tour_text.LOSS,
-                 extra=lambda: (st.latex(tour_text.LOSS_FORMULA), st.markdown(tour_text.LOSS_AFTER)))
+tour.render_cell(t, 4, "The loss: block-wise distillation", tour_text.LOSS, formula=tour_text.LOSS_FORMULA,
+                 after=tour_text.LOSS_AFTER)
 tour.render_cell(t, 5, "Key results: does the small model keep up?", tour_text.RESULTS)

@@ -64,7 +64,7 @@ def _core_mask(user: np.ndarray, item: np.ndarray, alive: np.ndarray, cfg: DataC
             break
         core_rows += int(core_fail.sum())
         short_rows += int(short_fail.sum())
-        short_users += len(np.unique(user[short_fail]))
+        short_users += int(np.count_nonzero(np.bincount(user[short_fail])))
         alive &= ~(core_fail | short_fail)
     if k:
         drops[f"k-core filter (k={cfg.kcore})"] = core_rows

@@ -5,6 +5,11 @@ Column names come from `DataConfig.user_column`, `item_column`, `time_column` an
 delimiter is not guessed, so a file with another delimiter is refused with a missing-columns
 message that says only one column was found. Parquet timestamps may be integers, floats or
 datetimes (turned into Unix seconds).
+
+Titles: a sibling `<stem>.items.parquet` or `<stem>.items.csv` (comma-separated, with a header),
+holding the item column (named as in the interactions) and a `title` column, gives item titles;
+`x.parquet` reads `x.items.parquet`. Items missing from it have no title. The synthetic generator
+writes one (synthetic.py).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import pyarrow.parquet as pq
 
 from core.config import DataConfig
 from core.data.errors import DataError
-from core.data.interactions import Interactions, Layout, finish
+from core.data.interactions import Interactions, Layout, finish, id_strings as _ids
 from core.data.tables import header_of, read_delimited, require
+
+TITLE_SUFFIXES = (".items.parquet", ".items.csv")
 
 
 def _columns(cfg: DataConfig) -> dict[str, str]:
@@ -30,6 +37,37 @@ def _hint(cfg: DataConfig) -> str:
             f"data.item_column={cfg.item_column!r}, data.time_column={cfg.time_column!r}")
 
 
+def table_titles_file(path: Path) -> Path | None:
+    """The titles file beside a CSV/TSV/Parquet interaction file, if there is one."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for suffix in TITLE_SUFFIXES:
+        found = path.with_name(stem + suffix)
+        if found.is_file():
+            return found
+    return None
+
+
+def _titles(path: Path, cfg: DataConfig) -> dict[str, str]:
+    """Original item id -> title from the titles file beside `path` (empty when there is none)."""
+    found = table_titles_file(path)
+    if found is None:
+        return {}
+    columns = [cfg.item_column, "title"]
+    if found.name.endswith(".csv"):
+        require(found, header_of(found, ",", "a header line naming the item and title columns", quoted=True),
+                columns, ",", "A titles file holds the item column and a 'title' column")
+        table = read_delimited(found, ",", header=True, usecols=columns, quoted=True)
+    else:
+        try:
+            require(found, pq.read_schema(found).names, columns, None,
+                    "A titles file holds the item column and a 'title' column")
+            table = pq.read_table(found, columns=columns).to_pandas()
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(f"{found}: not a readable Parquet file ({error})") from None
+    table = table.dropna()
+    return dict(zip(_ids(table[cfg.item_column]).tolist(), table["title"].astype(str).tolist()))
+
+
 def read_delimited_table(path: Path, cfg: DataConfig, sep: str) -> Interactions:
     """A CSV (sep ',') or TSV (sep '\\t') file with a header line."""
     columns = _columns(cfg)
@@ -38,7 +76,7 @@ def read_delimited_table(path: Path, cfg: DataConfig, sep: str) -> Interactions:
     wanted = {canon: name for canon, name in columns.items() if name in found}
     raw = read_delimited(path, sep, header=True, usecols=list(wanted.values()), quoted=True)
     raw = raw.rename(columns={name: canon for canon, name in wanted.items()})
-    return finish(raw, path, Layout(names=wanted, unit="line", first=2))
+    return finish(raw, path, Layout(names=wanted, unit="line", first=2), titles=_titles(path, cfg))
 
 
 def read_parquet_table(path: Path, cfg: DataConfig) -> Interactions:
@@ -55,4 +93,4 @@ def read_parquet_table(path: Path, cfg: DataConfig) -> Interactions:
     except (pa.ArrowException, OSError) as error:
         raise DataError(f"{path}: cannot read the Parquet data ({error})") from None
     raw = table.to_pandas().rename(columns={name: canon for canon, name in wanted.items()})
-    return finish(raw, path, Layout(names=wanted, unit="row", first=1))
+    return finish(raw, path, Layout(names=wanted, unit="row", first=1), titles=_titles(path, cfg))

@@ -93,3 +93,15 @@ class Ragged(Sequence):
         inside = columns < lengths[:, None]  # (B, width)
         positions = np.where(inside, self.starts[rows][:, None] + columns, 0)
         return np.where(inside, self.flat[positions] if len(self.flat) else 0, 0)
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted. Faster than `np.unique` on large int64 arrays (numpy 2.4's
+    unique goes through a hash table, about 20x slower than a sort at 10M values)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]

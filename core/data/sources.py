@@ -6,7 +6,10 @@ recognised interaction file, or a PATH to such a file, which must lie inside `da
 in `data/raw/x.csv`). The check is on the normalised path, so `../` escapes and absolute paths
 elsewhere are refused; a symlink placed inside data/ by the machine's owner is followed.
 
-The format is told by the file name; gzip is told by content. See FORMATS for the list.
+The format is told by the file name; gzip is told by content. See FORMATS for the list. Sidecar
+files beside an interaction file are never taken for one: `<stem>.items.parquet` / `.items.csv`
+(titles of a CSV/TSV/Parquet source, read_table.py) and `<stem>.synth.json` (the rule and oracle
+of a generated dataset, synthetic.py).
 """
 
 from __future__ import annotations
@@ -20,23 +23,24 @@ from core.data.interactions import Interactions
 from core.data.read_amazon import SUFFIXES as JSON_SUFFIXES
 from core.data.read_amazon import amazon_meta_file, read_amazon
 from core.data.read_movielens import read_ratings_dat, read_recbole, read_u_data, recbole_titles_file
-from core.data.read_table import read_delimited_table, read_parquet_table
+from core.data.read_table import TITLE_SUFFIXES, read_delimited_table, read_parquet_table, table_titles_file
 
 FORMATS = {
     "recbole": "RecBole atomic *.inter (titles from a sibling *.item)",
     "movielens-100k": "MovieLens u.data (titles from u.item)",
     "movielens-dat": "MovieLens ratings.dat (titles from movies.dat)",
     "amazon": "Amazon review JSON lines *.json, *.jsonl, optionally .gz (titles from meta_*.json)",
-    "csv": "*.csv with a header (comma-separated)",
-    "tsv": "*.tsv with a header (tab-separated)",
-    "parquet": "*.parquet",
+    "csv": "*.csv with a header (comma-separated; titles from a sibling <stem>.items.parquet or .items.csv)",
+    "tsv": "*.tsv with a header (tab-separated; titles as for CSV)",
+    "parquet": "*.parquet (titles as for CSV)",
 }
+SIDECAR_SUFFIXES = (*TITLE_SUFFIXES, ".synth.json")
 
 
 def detect_format(path: Path) -> str | None:
     """The format of an interaction file by its name, or None when it is not one."""
     name = path.name.lower()
-    if name.startswith(".") or name.startswith("meta_"):
+    if name.startswith(".") or name.startswith("meta_") or name.endswith(SIDECAR_SUFFIXES):
         return None
     if name.endswith(".inter"):
         return "recbole"
@@ -84,9 +88,20 @@ def title_file(path: Path) -> Path | None:
         "movielens-100k": lambda: path.with_name("u.item"),
         "movielens-dat": lambda: path.with_name("movies.dat"),
         "amazon": lambda: amazon_meta_file(path),
+        **dict.fromkeys(("csv", "tsv", "parquet"), lambda: table_titles_file(path)),
     }
     found = candidates[kind]() if kind in candidates else None
     return found if found is not None and found.is_file() else None
+
+
+def synthetic_file(path: Path) -> Path | None:
+    """The sidecar `<stem>.synth.json` of a generated dataset, if there is one."""
+    found = path.with_name(f"{_stem(path)}.synth.json")
+    return found if found.is_file() else None
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
 
 
 def _looks_like_path(dataset: str) -> bool:

@@ -61,6 +61,7 @@ class Subject:
     run_id: str = ""
     spec: RunSpec | None = None
     model: torch.nn.Module | None = None
+    layer_indices: list[int] = field(default_factory=list)  # original (0-based) index of kept layer l at [l - 1]
 
     @property
     def kind(self) -> str:
@@ -100,7 +101,8 @@ def run_analysis(spec: RunSpec, ctx: RunContext) -> dict:
     _write_timings(ctx, len(users), seconds)
     ctx.log(f"analysis: {len(users)} users, {len(rows)} similarity rows, seconds {seconds}")
     return {"users": len(users), "split": a.split, "similarity_rows": len(rows), "seconds": seconds,
-            "models": {s.name: {"run_id": s.run_id, "layers": len(s.states) - 1} for s in subjects},
+            "models": {s.name: {"run_id": s.run_id, "layers": len(s.states) - 1, "layer_indices": s.layer_indices}
+                       for s in subjects},
             "block_influence": {s.name: [round(float(x), 6) for x in block_influence(s.states)] for s in subjects},
             "readout_full_ndcg10": readout}
 
@@ -131,7 +133,7 @@ def _load_subject(ctx: RunContext, run_id: str, field_name: str) -> Subject:
     if kind not in ("teacher", "student"):
         raise StageError(f"analysis.{field_name}: run '{run_id}' is a {kind} run; expected a teacher or student run")
     spec, model = load_finished_model(ctx, run_id)
-    return Subject(kind, run_id=run_id, spec=spec, model=model)
+    return Subject(kind, run_id=run_id, spec=spec, model=model, layer_indices=list(model.backbone.layer_indices))
 
 
 def _runs_states(spec: RunSpec, ctx: RunContext):
@@ -236,7 +238,7 @@ def _base_states(spec: RunSpec, ctx: RunContext):
     ctx.set_state(phase="states")
     with autocast(ctx.device, spec.train.precision):
         states = text_states(backbone, texts, spec.train.batch_size, _on_batch(ctx, "states", len(texts)))
-    return [Subject(BASE_MODEL, states)], prepared, users, inputs
+    return [Subject(BASE_MODEL, states, layer_indices=list(backbone.layer_indices))], prepared, users, inputs
 
 
 # --- rows ---------------------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def test_launch_queues_the_pipeline_and_then_reuses_it(fresh, open_page, run_fol
     assert all(run_store.read_state(root / "data" / "runs", r)["status"] == "queued" for r in new)
     assert any("Queued (or reused) 4 runs" in s.value for s in app.success)
     reuse = app.dataframe[-1].value
-    assert list(reuse["reuses"]) == [kinds["sasrec"], kinds["teacher"], kinds["student"], kinds["analysis"]]
+    assert [r[-6:] for r in reuse["reuses"]] == [kinds[k][-6:] for k in ("sasrec", "teacher", "student", "analysis")]
+    assert list(reuse["status"]) == ["queued"] * 4
 
     _launch(app)  # the same settings again: every stage is reused
     assert run_folders(root) - before == set(new)

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_submit_returns_queued_runs_and_a_worker_runs_them(project, capsys):
     assert [r["kind"] for r in out["runs"]] == ["sasrec", "teacher"] and out["run_id"] == out["run_ids"][-1]
     assert {r["status"] for r in out["runs"]} == {"queued"}
     worker = slmrec(project, "worker", "--once", "--device", "cpu", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    log, _ = worker.communicate(timeout=180)
+    log, _ = worker.communicate(timeout=300)
     assert worker.returncode == 0, log
     assert log.count(": done") == 2 and log.index("sasrec starts") < log.index("teacher starts"), log
     main(["--root", str(project), "query", "SELECT DISTINCT model FROM metrics WHERE split = 'test' ORDER BY 1",
@@ -153,3 +154,15 @@ def test_app_serves_the_streamlit_script_then_stops_everything(project):
         out, _ = app.communicate(timeout=30)
     assert app.returncode == 0 and f"http://127.0.0.1:{port}" in out, out
     assert alive_workers(Paths(project)) == [] and not healthy()
+
+
+def test_run_in_the_foreground_waits_for_a_run_a_worker_holds(project, capsys):
+    paths = Paths(project)
+    run_id = submit(project, capsys, "sasrec", *TINY, "--json")[1]["run_id"]
+    assert run_store.claim(paths.runs, run_id, "some-worker")
+    finish = threading.Timer(0.5, lambda: run_store.update_state(paths.runs, run_id, status="done"))
+    finish.start()
+    assert main(["--root", str(project), "run", "sasrec", *TINY, "--json"]) == 0
+    finish.join()
+    assert json.loads(capsys.readouterr().out)["run_id"] == run_id
+    assert "sasrec run" not in run_store.read_log(paths.runs, run_id)  # not executed a second time here

@@ -1,0 +1,138 @@
+"""Throughput of the LLM stages on a SmolLM2-shaped LLaMA with random weights.
+
+Measured through the real code paths: `core.train.loop.train` for training (AdamW, schedule,
+clipping, autocast) and `core.eval.evaluate`'s ranking for inference, so any speed-up in those
+paths shows here. Each measurement runs a warm-up interval, then a timed interval.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from core.config import BackboneConfig, DistillConfig, RunSpec, TrainConfig
+from core.eval.ranking import full_ranks
+from core.models.backbone import Backbone, _set_training, decoder_parts
+from core.models.llmrec import LLMRec
+from core.models.tiny import build_tiny_llama, tiny_tokenizer
+from core.stages.llm import Examples
+from core.stages.student import cache_teacher_states, make_loss
+from core.train import loop
+from core.train.device import peak_memory_mb
+from core.train.distill import block_pairs
+
+SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
+                     vocab_size=49152, max_position_embeddings=2048, initializer_range=0.02)
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int
+    items: int = 50  # items per sample
+    prompt_tokens: int = 30
+    n_items: int = 1682
+    steps: int = 5  # timed optimizer steps (after as many warm-up steps)
+
+
+def random_backbone(depth: int, device, training: str = "lora", layers: int = 30) -> Backbone:
+    """A SmolLM2-shaped decoder with seeded random weights, first `depth` layers kept."""
+    model = build_tiny_llama(num_layers=layers, **SMOLLM2_SHAPE)
+    embed, all_layers, norm, rotary = decoder_parts(model, "bench")
+    backbone = Backbone(embed, list(all_layers[:depth]), norm, rotary, tiny_tokenizer(), range(depth),
+                        model.config, layers)
+    _set_training(backbone, BackboneConfig(base="bench", depth=depth, training=training))
+    return backbone.to(device)
+
+
+def recommender(depth: int, shape: Shape, device, adapters=()) -> LLMRec:
+    torch.manual_seed(0)
+    table = torch.randn(shape.n_items + 1, 128)
+    # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
+    prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
+    return LLMRec(random_backbone(depth, device), table, prompt, adapters).to(device)
+
+
+def examples(shape: Shape, n: int, device) -> Examples:
+    g = torch.Generator().manual_seed(0)
+    items = torch.randint(1, shape.n_items + 1, (n, shape.items), generator=g)
+    return Examples(items.to(device), torch.randint(1, shape.n_items + 1, (n,), generator=g).to(device))
+
+
+def layer_params(model: LLMRec) -> int:
+    return sum(p.numel() for n, p in model.backbone.layers.named_parameters() if "lora" not in n)
+
+
+def timed_training(model, loss_fn, n: int, shape: Shape, device, cfg: TrainConfig | None = None) -> float:
+    """Samples/s over the timed interval of the shared loop."""
+    rates: list[float] = []
+    cfg = cfg or TrainConfig(epochs=1, batch_size=shape.batch, max_steps=2 * shape.steps, log_every=shape.steps,
+                             checkpoint_every=0, warmup_ratio=0.0, device=str(device))
+    hooks = loop.Hooks(lambda s, e: 0.0, lambda s: None, lambda s: None, lambda *a: None,
+                       lambda step, total, rate: rates.append(rate), lambda: False)
+    loop.train(model, loss_fn, n, cfg, device, hooks)
+    return rates[-1]
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device) -> float:
+    model.eval()
+    batches = data.inputs.split(shape.batch)
+    targets = data.targets.split(shape.batch)
+    for items, target in zip(batches[:2], targets[:2]):  # warm-up
+        full_ranks(model.user_vectors(items).float(), model.item_table, target)
+    _sync(device)
+    start = time.perf_counter()
+    for items, target in zip(batches[2:], targets[2:]):
+        full_ranks(model.user_vectors(items).float(), model.item_table, target)
+    _sync(device)
+    return sum(len(b) for b in batches[2:]) / (time.perf_counter() - start)
+
+
+def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: int, blocks: int) -> list[dict]:
+    """Every LLM measurement on one machine, as JSON-able rows."""
+    n = 2 * shape.steps * shape.batch
+    data = examples(shape, n, device)
+    tokens = shape.prompt_tokens + shape.items
+    rows = []
+    teacher = recommender(teacher_depth, shape, device)
+    t_rate = timed_training(teacher, lambda idx: (teacher.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
+                            device)
+    rows.append({"bench": "teacher_train", "depth": teacher_depth, "samples_per_s": t_rate,
+                 "tflops": 6 * layer_params(teacher) * tokens * t_rate / 1e12})
+    pairs = block_pairs(teacher_depth, student_depth, blocks)
+    t_layers, s_layers = [t for t, _ in pairs], [s for _, s in pairs]
+    student = recommender(student_depth, shape, device, s_layers[:-1])
+    s_rate = timed_training(student, lambda idx: (student.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
+                            device)
+    rows.append({"bench": "student_train", "depth": student_depth, "samples_per_s": s_rate,
+                 "tflops": 6 * layer_params(student) * tokens * s_rate / 1e12})
+    teacher.eval().requires_grad_(False)
+    spec = RunSpec(kind="student", distill=DistillConfig(blocks=blocks))
+    live = make_loss(student, teacher, data, None, t_layers, s_layers, spec)
+    rows.append({"bench": "distill_live_teacher", "samples_per_s": timed_training(student, live, n, shape, device)})
+    start = time.perf_counter()
+    cache = cache_teacher_states(teacher, data.inputs, t_layers, shape.batch)
+    cache_s = time.perf_counter() - start
+    cached = make_loss(student, teacher, data, cache, t_layers, s_layers, spec)
+    rows.append({"bench": "distill_cached_teacher", "samples_per_s": timed_training(student, cached, n, shape, device),
+                 "cache_seconds": cache_s})
+    users = examples(shape, max(n, 6 * shape.batch), device)  # 2 warm-up batches, then at least 4 timed
+    rows.append({"bench": "teacher_inference", "users_per_s": inference_users_per_s(teacher, users, shape, device)})
+    rows.append({"bench": "student_inference", "users_per_s": inference_users_per_s(student, users, shape, device)})
+    by = {r["bench"]: r for r in rows}
+    rows.append({"bench": "ratios",
+                 "train_student_over_teacher": s_rate / t_rate,
+                 "inference_student_over_teacher": by["student_inference"]["users_per_s"]
+                 / by["teacher_inference"]["users_per_s"],
+                 "cached_distill_over_student_train": by["distill_cached_teacher"]["samples_per_s"] / s_rate,
+                 "layer_ratio": teacher_depth / student_depth})
+    for r in rows:
+        r.update(device=str(device), batch=shape.batch, tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))
+    return rows

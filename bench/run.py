@@ -1,0 +1,42 @@
+"""`make bench` / `slmrec bench`: every benchmark in one run, one JSON object per line.
+
+On a GPU: the issue's shape (batch 256, 30 prompt tokens + 50 items, 30 vs 4 layers, bf16
+autocast). On CPU: the same code at a small batch, so the ratios are still meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from bench import llm, store
+from core.train.device import resolve_device
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slmrec bench")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", choices=["llm", "store", "data"], help="run one group only")
+    parser.add_argument("--batch", type=int, help="override the batch size")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    shape = llm.Shape(batch=args.batch or (256 if gpu else 8), steps=10 if gpu else 3)
+    emit = lambda row: print(json.dumps(row), flush=True)  # noqa: E731
+    emit({"bench": "environment", "device": str(device), "torch": torch.__version__,
+          "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(device) if gpu else None})
+    if args.only in (None, "llm"):
+        for row in llm.run(device, shape, teacher_depth=30, student_depth=4, blocks=2):
+            emit(row)
+    if args.only in (None, "store"):
+        emit(store.query_latency())
+    if args.only in (None, "data"):
+        emit(store.data_pipeline())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
