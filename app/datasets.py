@@ -48,7 +48,8 @@ def save_upload(paths: Paths, name: str, filename: str, content: bytes) -> Path:
         raise DataError(f"dataset name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
     filename = Path(filename).name
     if detect_format(Path(filename)) is None:
-        raise DataError(f"{filename}: not a recognised interaction file; expected one of: {'; '.join(FORMATS.values())}")
+        raise DataError(f"{filename}: not a recognised interaction file; expected one of: "
+                        f"{'; '.join(FORMATS.values())}")
     folder = paths.raw / name
     if folder.exists() and any(folder.iterdir()):
         raise DataError(f"data/raw/{name}/ already exists; choose another name")
@@ -93,7 +94,8 @@ def _raw_relation(path: Path) -> str:
     kind, p = detect_format(path), _q(path.resolve())
     if kind in ("csv", "tsv"):
         delim = "," if kind == "csv" else "\\t"
-        return f"SELECT \"user\" AS u, \"item\" AS i, \"timestamp\" AS t FROM read_csv({p}, header = true, delim = '{delim}')"
+        return (f"SELECT \"user\" AS u, \"item\" AS i, \"timestamp\" AS t "
+                f"FROM read_csv({p}, header = true, delim = '{delim}')")
     if kind == "parquet":
         return f"SELECT \"user\" AS u, \"item\" AS i, \"timestamp\" AS t FROM read_parquet({p})"
     if kind == "recbole":
@@ -122,7 +124,8 @@ def describe(paths: Paths, source: Path, prepared: dict | None, bins: int = 40, 
     try:
         if prepared:
             folder = prepared["folder"]
-            relation = f"SELECT user AS u, item AS i, timestamp AS t FROM read_parquet({_q(folder / 'interactions.parquet')})"
+            relation = ("SELECT user AS u, item AS i, timestamp AS t "
+                        f"FROM read_parquet({_q(folder / 'interactions.parquet')})")
         else:
             relation = _raw_relation(source)
         con.execute(f"CREATE TEMP TABLE inter AS SELECT *, row_number() OVER () AS o FROM ({relation})")
@@ -139,7 +142,8 @@ def describe(paths: Paths, source: Path, prepared: dict | None, bins: int = 40, 
 def _stats(con: duckdb.DuckDBPyConnection) -> dict:
     row = con.execute("""
         WITH lens AS (SELECT u, count(*) AS n FROM inter GROUP BY u)
-        SELECT (SELECT count(*) FROM inter), (SELECT count(DISTINCT u) FROM inter), (SELECT count(DISTINCT i) FROM inter),
+        SELECT (SELECT count(*) FROM inter), (SELECT count(DISTINCT u) FROM inter),
+               (SELECT count(DISTINCT i) FROM inter),
                min(n), median(n), avg(n), max(n) FROM lens""").fetchone()
     interactions, users, items, lo, med, mean, hi = row
     density = interactions / (users * items) if users and items else 0.0
@@ -166,7 +170,8 @@ def _samples(con: duckdb.DuckDBPyConnection, prepared: dict | None, samples: int
                  f"read_parquet({_q(folder / 'users.parquet')}, file_row_number = true)")
         sql = f"""
             WITH picked AS ({picked}),
-                 seq AS (SELECT inter.u, inter.i, inter.t, row_number() OVER (PARTITION BY inter.u ORDER BY inter.t DESC, inter.o DESC) AS back
+                 seq AS (SELECT inter.u, inter.i, inter.t,
+                                row_number() OVER (PARTITION BY inter.u ORDER BY inter.t DESC, inter.o DESC) AS back
                          FROM inter JOIN picked USING (u))
             SELECT users.user_id AS user, count(*) AS length,
                    string_agg(coalesce(nullif(titles.title, ''), titles.item_id), '  →  ' ORDER BY back DESC)
@@ -176,7 +181,8 @@ def _samples(con: duckdb.DuckDBPyConnection, prepared: dict | None, samples: int
     else:
         sql = f"""
             WITH picked AS ({picked}),
-                 seq AS (SELECT inter.u, inter.i, row_number() OVER (PARTITION BY inter.u ORDER BY inter.t DESC, inter.o DESC) AS back
+                 seq AS (SELECT inter.u, inter.i,
+                                row_number() OVER (PARTITION BY inter.u ORDER BY inter.t DESC, inter.o DESC) AS back
                          FROM inter JOIN picked USING (u))
             SELECT u::VARCHAR AS user, count(*) AS length,
                    string_agg(i::VARCHAR, '  →  ' ORDER BY back DESC) FILTER (WHERE back <= 10) AS last_items

@@ -13,6 +13,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 LOSS_GROUPS = (("total", "ce", "cos", "norm", "ms"), ("lr", "grad_norm"))
+MODEL_COLORS = {"teacher": "#d62728", "student": "#1f77b4", "student-adapter": "#9ecae1", "base": "#7f7f7f",
+                "teacher2": "#ff9896", "student2": "#aec7e8"}  # the same model, the same colour everywhere
 HEIGHT = 380
 
 
@@ -76,7 +78,7 @@ def angular_triangle(rows: pd.DataFrame, title: str) -> go.Figure:
 
 def block_influence_bars(rows: pd.DataFrame) -> go.Figure:
     """Block influence (1 - cos between a layer's input and output) per layer, one colour per model."""
-    fig = px.bar(rows, x="a_layer", y="value", color="a_model", barmode="group",
+    fig = px.bar(rows, x="a_layer", y="value", color="a_model", barmode="group", color_discrete_map=MODEL_COLORS,
                  labels={"a_layer": "layer", "value": "block influence", "a_model": "model"})
     _layer_ticks(fig, "x", rows["a_layer"])
     return _layout(fig, "Block influence per layer (higher: the layer changes the stream more)")
@@ -84,7 +86,8 @@ def block_influence_bars(rows: pd.DataFrame) -> go.Figure:
 
 def readout_curves(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Figure:
     """Per-layer readout: metric by layer, one line per (run, model), with the SASRec level dashed."""
-    fig = px.line(rows, x="layer", y="value", color="series", markers=True, labels={"value": metric})
+    fig = px.line(rows, x="layer", y="value", color="series", markers=True, labels={"value": metric},
+                  color_discrete_map=MODEL_COLORS)
     _layer_ticks(fig, "x", rows["layer"])
     if sasrec is not None:
         fig.add_hline(y=sasrec, line_dash="dash", line_color="grey", annotation_text=f"SASRec {sasrec:.4f}")
@@ -141,8 +144,10 @@ def tradeoff(frame: pd.DataFrame, metric: str) -> go.Figure:
                                  hovertemplate="%{customdata}<br>%{x}<br>" + metric + " %{y:.4f}<extra></extra>"),
                       row=1, col=col)
         low, high = frame[x].min(), frame[x].max()
-        span = [math.log10(low / 1.5), math.log10(high * 3)] if low > 0 else None
-        fig.update_xaxes(type="log", range=span, row=1, col=col)
+        if low > 0 and high / low > 20:  # a log axis only where the values span orders of magnitude
+            fig.update_xaxes(type="log", range=[math.log10(low / 1.5), math.log10(high * 3)], row=1, col=col)
+        elif high > 0:
+            fig.update_xaxes(range=[0, high * 1.35], row=1, col=col)
     fig.update_yaxes(title=metric, row=1, col=1)
     return _layout(fig, f"Cost against {metric} (test, full ranking)")
 

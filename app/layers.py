@@ -37,7 +37,8 @@ def analysed(runs: pd.DataFrame, run_id: str) -> dict:
 
 def pairs_for(a_model: str, b_model: str, info: dict) -> list[tuple[int, int]] | None:
     """Aligned pairs in (a_layer, b_layer) order for a teacher x student heatmap, else None."""
-    if {a_model, b_model} != {"teacher", "student"} or None in (info["teacher_depth"], info["student_depth"], info["blocks"]):
+    known = None not in (info["teacher_depth"], info["student_depth"], info["blocks"])
+    if {a_model, b_model} != {"teacher", "student"} or not known:
         return None
     pairs = aligned_pairs(info["teacher_depth"], info["student_depth"], info["blocks"])
     return pairs if a_model == "teacher" else [(s, t) for t, s in pairs]

@@ -61,7 +61,7 @@ RELEVANT = {"sasrec": ("kind", "data.", "sasrec.", "train.seed", "train.device",
 
 
 def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
-    """Setting x run, only the settings that differ between the runs (blank: not used by that kind)."""
+    """Setting x run: the settings on which the runs that use them disagree (blank: not used by that kind)."""
     flat = {}
     for _, row in runs.iterrows():
         values = _flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")})
@@ -70,7 +70,8 @@ def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(flat)
     if frame.empty or len(flat) < 2:
         return frame.reset_index(names="setting")
-    differs = frame.astype(str).nunique(axis=1, dropna=False) > 1
+    text = frame.map(lambda v: None if v is None or v != v else str(v))  # v != v: NaN, a setting not used
+    differs = (text.nunique(axis=1) > 1) | (frame.index == "kind")
     return frame[differs].reset_index(names="setting")
 
 

@@ -83,7 +83,8 @@ def cell_specs(t: Tour, cell: int) -> tuple[dict, list[RunSpec]]:
                   "λ3": s.lambda_sup, "student epochs": s.student_epochs})
     if cell == 4:
         return shown, [plan.student]
-    return {**shown, "ablation": "the same student with λ1 = λ2 = λ3 = 0"}, [launch.build_plan(no_distillation(t)).student]
+    ablation = launch.build_plan(no_distillation(t)).student
+    return {**shown, "ablation": "the same student with λ1 = λ2 = λ3 = 0"}, [ablation]
 
 
 def launch_cell(t: Tour, cell: int) -> list[str]:
@@ -125,12 +126,17 @@ def _output(t: Tour, cell: int) -> None:
     runs = queries.runs(store)
     found = cell_runs(t, runs, cell)
     by_id = runs.set_index("run_id")
-    states = [f"**{role}**: " + (widgets.status_text(by_id.at[r, "status"]) +
-                                 (f" {100 * by_id.at[r, 'progress']:.0f}%" if by_id.at[r, "status"] == "running" else "")
-                                 if r in by_id.index else "not run yet") for role, r in found.items()]
-    st.markdown("Output · " + " · ".join(states))
+    st.markdown("Output · " + " · ".join(f"**{role}**: {_state(by_id, r)}" for role, r in found.items()))
     done = {role: r for role, r in found.items() if r in by_id.index and by_id.at[r, "status"] == "done"}
     OUTPUTS[cell](t, store, runs, found, done)
+
+
+def _state(by_id: pd.DataFrame, run_id: str) -> str:
+    if run_id not in by_id.index:
+        return "not run yet"
+    status = by_id.at[run_id, "status"]
+    progress = f" {100 * by_id.at[run_id, 'progress']:.0f}%" if status == "running" else ""
+    return widgets.status_text(status) + progress
 
 
 def _out_question(t, store, runs, found, done) -> None:

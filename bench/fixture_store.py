@@ -125,14 +125,17 @@ def build_store(root: Path, pipelines: int = 3, valid_steps: int = 5, users: int
         common = {"data": {"dataset": "toy"}, "train": {"seed": p}}
         sasrec = _create(paths, apply_preset("tiny", common, "sasrec"))
         _write_trained(paths, sasrec, "sasrec", 0.8, rng, valid_steps, users, True)
-        teacher_spec = apply_preset("tiny", {**common, "backbone": {"depth": teacher_depth}, "sasrec_run": sasrec}, "teacher")
-        teacher = _create(paths, teacher_spec, parent=sasrec, result={"parameters": {"inference": 40_000 * teacher_depth}})
+        teacher_spec = apply_preset("tiny", {**common, "backbone": {"depth": teacher_depth}, "sasrec_run": sasrec},
+                                    "teacher")
+        teacher = _create(paths, teacher_spec, parent=sasrec,
+                          result={"parameters": {"inference": 40_000 * teacher_depth}})
         _write_trained(paths, teacher, "teacher", 1.0 + 0.02 * teacher_depth, rng, valid_steps, users, True)
         lambdas = {} if p % 3 else {"lambda_cos": 0.0, "lambda_norm": 0.0, "lambda_sup": 0.0}
         student_spec = apply_preset("tiny", {**common, "backbone": {"depth": student_depth}, "sasrec_run": sasrec,
                                              "distill": {"teacher_run": teacher, "blocks": student_depth, **lambdas}},
                                     "student")
-        student = _create(paths, student_spec, parent=teacher, result={"parameters": {"inference": 40_000 * student_depth}})
+        student = _create(paths, student_spec, parent=teacher,
+                          result={"parameters": {"inference": 40_000 * student_depth}})
         _write_trained(paths, student, "student", 1.0 + 0.02 * student_depth, rng, valid_steps, users, True)
         analysis_spec = apply_preset("tiny", {**common, "analysis": {"run": student, "against": teacher}}, "analysis")
         analysis = _create(paths, analysis_spec, parent=student)

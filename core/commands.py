@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-rating", type=float)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_data_stats)
+    from core.commands_data import add_synth_parser  # noqa: PLC0415
+
+    add_synth_parser(data)
 
     p = sub.add_parser("run", help="run a stage (and the parents it needs) in the foreground")
     add_run_options(p)

@@ -126,6 +126,8 @@ def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: boo
         final = {"status": "done", "progress": 1.0, "phase": "done", "result": result}
     except Cancelled as exc:
         final = {"status": "cancelled", "phase": "cancelled", "error": str(exc)}
+    except KeyboardInterrupt:  # Ctrl-C on a foreground run: stop it for good, never leave it "running"
+        final = {"status": "cancelled", "phase": "cancelled", "error": "interrupted (Ctrl-C)"}
     except Exception as exc:  # any failure ends the run as failed, with the traceback in its log
         ctx.log("".join(traceback.format_exception(exc)))
         final = {"status": "failed", "phase": "failed", "error": f"{type(exc).__name__}: {exc}"}

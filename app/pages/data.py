@@ -10,7 +10,8 @@ paths = context.paths()
 
 
 @st.cache_data(ttl=60, show_spinner="Reading the dataset with DuckDB…")
-def describe(source: str, mtime: float, prepared_key: str | None) -> dict:
+def describe(root: str, source: str, mtime: float, prepared_key: str | None) -> dict:
+    """Stats of a dataset version; cached per project, file and modification time."""
     source_path = datasets.locate(paths, source)
     versions = {v["key"]: v for v in datasets.prepared_versions(paths, source_path)}
     return datasets.describe(paths, source_path, versions.get(prepared_key))
@@ -57,8 +58,8 @@ except DataError as exc:
     st.stop()
 versions = datasets.prepared_versions(paths, source)
 choices = {None: "the raw file (before filtering)"}
-choices.update({v["key"]: f"prepared {v['key']} (k-core {v['settings'].get('kcore')}, "
-                          f"min rating {v['settings'].get('min_rating')}, max users {v['settings'].get('max_users') or 'all'})"
+choices.update({v["key"]: f"prepared {v['key']} (k-core {v['settings'].get('kcore')}, min rating "
+                          f"{v['settings'].get('min_rating')}, max users {v['settings'].get('max_users') or 'all'})"
                 for v in versions})
 if not versions:
     st.caption("Not prepared yet: these are the raw file's numbers. A run prepares it (filters, remaps, fixes the "
@@ -67,7 +68,7 @@ key = st.selectbox("Version", list(choices), format_func=choices.get, key="data_
                    index=1 if versions else 0)
 st.caption(f"File: `{source.relative_to(paths.data_root.resolve()) if source.is_absolute() else source}`")
 try:
-    info = describe(dataset, source.stat().st_mtime, key)
+    info = describe(str(paths.root), dataset, source.stat().st_mtime, key)
 except DataError as exc:
     st.error(str(exc))
     st.stop()

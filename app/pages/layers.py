@@ -31,7 +31,8 @@ else:
     for (a_model, b_model), rows in sorted(sim.groupby(["a_model", "b_model"]), key=lambda g: layers.order(*g[0])):
         pairs = layers.pairs_for(a_model, b_model, info)
         title = f"{measure.upper()}: {a_model} × {b_model}" + (" (squares: aligned blocks)" if pairs else "")
-        widgets.chart(figures.similarity_heatmap(rows, title, pairs=pairs), rows, f"layers_{measure}_{a_model}_{b_model}")
+        widgets.chart(figures.similarity_heatmap(rows, title, pairs=pairs), rows,
+                      f"layers_{measure}_{a_model}_{b_model}")
 
     st.header("Angular distance between layer l and layer l + n")
     angular = queries.similarity(store, run_id, "angular")

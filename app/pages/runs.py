@@ -39,6 +39,10 @@ def live_table(page_had_runs: bool):
     elif counts.get("queued", 0):
         st.warning("Runs are queued but no worker is alive: start one with `slmrec worker` (`slmrec app` starts "
                    "one for you).", icon=":material/warning:")
+    unreadable = context.store().db.unreadable
+    if unreadable:
+        st.warning(f"{len(unreadable)} result file(s) cannot be read and are left out, e.g. "
+                   f"{unreadable[0]['path']}: {unreadable[0]['error']}", icon=":material/warning:")
     view = live_table_frame(frame[frame["status"].isin(statuses or [])])
     st.dataframe(view, hide_index=True, column_config=TABLE_COLUMNS, key="runs_live_table", height=320)
     widgets.csv_download(view, "runs")

@@ -24,13 +24,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from typing import Iterable
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.config import DataConfig
 from core.data.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: candidates as int32 .npy files (memory-mapped), drawn by a vectorised sampler
 EDGE_BYTES = 1 << 20
 NOT_IN_KEY = ("dataset", "max_len", "train_targets")
 
@@ -79,6 +82,25 @@ def write_parquet(table: pa.Table, path: Path, compress: bool = True) -> None:
             pq.write_table(table, temporary)
         else:
             pq.write_table(table, temporary, use_dictionary=False, compression="none")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_npy(path: Path, shape: tuple[int, int], dtype: np.dtype, rows: Iterable[np.ndarray]) -> None:
+    """Write an .npy file atomically from consecutive blocks of rows, never holding the whole array
+    (nor mapping it: written pages would count as this process's memory)."""
+    temporary = _temporary(path)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    written = 0
+    try:
+        with open(temporary, "wb") as handle:
+            np.lib.format.write_array_header_2_0(handle, header)
+            for block in rows:
+                np.ascontiguousarray(block, dtype=dtype).tofile(handle)
+                written += len(block)
+        if written != shape[0]:
+            raise ValueError(f"{path.name}: {written} rows written, {shape[0]} expected")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -53,9 +53,23 @@ class Seen:
 
     def has(self, users: np.ndarray, items: np.ndarray, width: int) -> np.ndarray:
         """Whether each user has seen the item paired with it."""
-        keys = users * width + items
-        found = np.searchsorted(self.keys, keys)
-        return self.keys[np.minimum(found, len(self.keys) - 1)] == keys
+        return _member(self.keys, users * width + items)
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Whether each key is in `sorted_keys` (a search: np.isin hashes, which is slow in numpy 2.4)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    found = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[found] == keys
+
+
+def _first_copies(keys: np.ndarray) -> np.ndarray:
+    """True for the first occurrence of each distinct key."""
+    order = np.argsort(keys, kind="stable")
+    first = np.ones(len(keys), dtype=bool)
+    first[order[1:][keys[order[1:]] == keys[order[:-1]]]] = False
+    return first
 
 
 def seen_items(sequences: Sequence[np.ndarray], n_items: int) -> Seen:
@@ -131,9 +145,8 @@ def _many(rng: np.random.Generator, seen: Seen, users: np.ndarray, n_items: int,
     while len(rows):
         values = rng.integers(1, width, len(rows))
         keys = rows * width + values
-        first = np.zeros(len(keys), dtype=bool)
-        first[np.unique(keys, return_index=True)[1]] = True  # one of several equal new draws (few)
-        ok = first & ~(np.isin(keys, taken) | _in_rows(items, rows, values) | seen.has(users[rows], values, width))
+        ok = _first_copies(keys) & ~(_member(taken, keys) | _in_rows(items, rows, values)
+                                     | seen.has(users[rows], values, width))
         done_rows.append(rows[ok])
         done_cols.append(cols[ok])
         done_values.append(values[ok])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.data.errors import DataError
+from core.data.sequences import Ragged
 
 if TYPE_CHECKING:
     from core.data.prepare import PreparedData
@@ -27,12 +28,10 @@ if TYPE_CHECKING:
 SPLIT_OFFSETS = {"valid": 2, "test": 1}  # target = s[L - offset]
 
 
-def _flatten(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(all items concatenated, start of each sequence, length of each sequence)."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(seqs) else lengths
-    flat = np.concatenate(seqs).astype(np.int64) if len(seqs) else np.zeros(0, dtype=np.int64)
-    return flat, starts, lengths
+def _flatten(seqs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat items, start of each sequence in it, length of each sequence), without copying a Ragged."""
+    seqs = Ragged.from_lists(seqs)
+    return seqs.flat, seqs.starts, seqs.lengths
 
 
 def _windows(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
@@ -44,7 +43,7 @@ def _windows(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: in
     return np.where(inside, flat[np.clip(positions, 0, None)], 0).astype(np.int64)
 
 
-def left_pad(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
+def left_pad(seqs: Ragged | list[np.ndarray], max_len: int) -> np.ndarray:
     """(n, max_len) int64: the last max_len items of each sequence, left-padded with 0."""
     flat, starts, lengths = _flatten(seqs)
     return _windows(flat, starts, starts + lengths, max_len)
@@ -90,7 +89,9 @@ def eval_examples(prepared: PreparedData, split: str,
     return _windows(flat, starts, ends, max_len), flat[ends], np.arange(len(lengths), dtype=np.int64)
 
 
-def history(prepared: PreparedData, split: str) -> list[np.ndarray]:
-    """Per user, the items to mask in full ranking for that split: all of its input items."""
-    offset = _offset(split)
-    return [s[: len(s) - offset] for s in prepared.sequences]
+def history(prepared: PreparedData, split: str) -> Ragged:
+    """Per user, the items to mask in full ranking for that split: all of its input items.
+
+    A `Ragged` view over the prepared sequences (no copy); `.padded(users)` gives a batch.
+    """
+    return prepared.sequences.truncated(_offset(split))

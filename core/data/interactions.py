@@ -2,7 +2,7 @@
 
 A reader turns its file into a raw DataFrame with the columns user, item, timestamp and
 (optionally) rating, in file order, then calls `finish`, which validates and normalises it:
-ids become strings, timestamps int64 Unix seconds, ratings float (NaN when absent). Rows with a
+ids become strings (a pandas Categorical of str: cheap at 10M rows, reads like str), timestamps int64 Unix seconds, ratings float (NaN when absent). Rows with a
 missing id or timestamp and exact duplicate (user, item, timestamp) rows are dropped and counted in
 `dropped`; anything else that is wrong (a non-numeric or negative timestamp, an empty file) raises
 `DataError` naming the file, the column as the file spells it, and the line or row.
@@ -25,7 +25,7 @@ COLUMNS = ("user", "item", "timestamp", "rating")
 class Interactions:
     """Interactions of one source file, in file order.
 
-    frame: columns user (str), item (str), timestamp (int64), rating (float64, NaN if absent).
+    frame: columns user and item (Categorical of str), timestamp (int64), rating (float64, NaN if absent).
     titles: original item id -> title (empty when the source has none).
     dropped: reason -> number of rows dropped while reading.
     """
@@ -106,13 +106,28 @@ def _timestamps(frame: pd.DataFrame, path: Path, layout: Layout) -> np.ndarray:
     return numbers.astype(np.int64)
 
 
-def _ids(values: pd.Series) -> pd.Series:
+def id_strings(values: pd.Series) -> pd.Series:
     """Ids as strings; a float column of whole numbers (Parquet ints with nulls) loses the '.0'."""
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.dropna()
         if (whole == np.floor(whole)).all():
             values = values.astype("Int64")
     return values.astype(str)
+
+
+def _id_column(values: pd.Series) -> pd.Categorical:
+    """Ids as a Categorical of strings; missing or blank ids are NaN.
+
+    Only the distinct values are turned into strings (one factorize over the column), so 11M
+    integer ids cost one hash pass instead of 11M Python strings. Two raw values that read the same
+    as text (1 and "1") become one id.
+    """
+    codes, uniques = pd.factorize(values)
+    text = id_strings(pd.Series(uniques)).reset_index(drop=True)
+    text = text.where(text.str.strip() != "")  # a blank id is a missing one
+    merged, categories = pd.factorize(text)  # NaN -> -1; equal strings -> one code
+    codes = np.where(codes >= 0, merged[np.maximum(codes, 0)] if len(merged) else -1, -1)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
 
 
 def finish(raw: pd.DataFrame, path: Path, layout: Layout, titles: dict[str, str] | None = None,
@@ -122,10 +137,11 @@ def finish(raw: pd.DataFrame, path: Path, layout: Layout, titles: dict[str, str]
     if len(raw) == 0:
         raise DataError(f"{path}: no interactions found; the file is empty or holds only a header")
     raw = raw.reset_index(drop=True)
-    missing = _is_missing(raw["user"]) | _is_missing(raw["item"]) | _is_missing(raw["timestamp"])
+    user, item = _id_column(raw["user"]), _id_column(raw["item"])
+    missing = (user.isna() | item.isna()) | _is_missing(raw["timestamp"]).to_numpy()
     if missing.any():
         dropped["missing values"] = dropped.get("missing values", 0) + int(missing.sum())
-        raw = raw.loc[~missing]
+        raw, user, item = raw.loc[~missing], user[~missing], item[~missing]
         if len(raw) == 0:
             raise DataError(f"{path}: every row lacks a user, item or timestamp value "
                             f"(columns {', '.join(repr(layout.names[c]) for c in COLUMNS[:3])})")
@@ -133,8 +149,7 @@ def finish(raw: pd.DataFrame, path: Path, layout: Layout, titles: dict[str, str]
     rating = (_numeric(raw, "rating", path, layout, "numeric ratings").to_numpy()
               if has_rating else np.full(len(raw), np.nan))
     frame = pd.DataFrame({
-        "user": _ids(raw["user"]).reset_index(drop=True),
-        "item": _ids(raw["item"]).reset_index(drop=True),
+        "user": user, "item": item,
         "timestamp": _timestamps(raw, path, layout),
         "rating": rating.astype(np.float64),
     })

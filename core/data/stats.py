@@ -7,17 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.data.sequences import Ragged
+
 if TYPE_CHECKING:
     from core.data.prepare import PreparedData
 
 
-def compute_stats(sequences: list[np.ndarray], n_items: int, drops: dict[str, int],
+def compute_stats(sequences: Ragged | list[np.ndarray], n_items: int, drops: dict[str, int],
                   read_rows: int) -> dict[str, Any]:
     """users, items, interactions, sequence-length summary, density and drop counts.
 
     read_rows: interactions in the source before any drop (duplicates and missing values included).
     """
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    lengths = Ragged.from_lists(sequences).lengths
     n_users, interactions = len(sequences), int(lengths.sum())
     return {
         "users": n_users,

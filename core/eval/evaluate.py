@@ -44,14 +44,14 @@ def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared
     seen = history(prepared, split) if mask_history else None
     negatives = prepared.candidates(split) if "sampled" in protocols else None
     device = item_table.device
+    table = item_table.float()  # once, not per batch
     out: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
     for start in range(0, len(keep), batch_size):
         rows = keep[start:start + batch_size]
         vectors = user_vectors(torch.tensor(inputs[rows], device=device)).float()
         target = torch.as_tensor(targets[rows], device=device)
-        table = item_table.float()
-        if "full" in protocols:
-            masked = [torch.tensor(seen[u], device=device) for u in user_ids[rows]] if seen is not None else None
+        if "full" in protocols:  # history: (B, H) padded with 0, built without a loop over users
+            masked = torch.as_tensor(seen.padded(user_ids[rows]), device=device) if seen is not None else None
             out["full"].append(full_ranks(vectors, table, target, masked).cpu().numpy())
         if "sampled" in protocols:
             neg = torch.as_tensor(negatives[user_ids[rows]], device=device)

@@ -13,7 +13,8 @@ scored highest. Conventions, stated once for every function here:
   ties that would not exist at full precision.
 
 `full_ranks` ranks against the whole catalogue in item chunks, so a 1M-item catalogue never needs
-a (B, n_items) score matrix; `full_ranks_from_scores` does the same for a model that returns scores
+a (B, n_items) score matrix (`full_ranks_topk` also keeps a running top-K list per user, and
+core/eval/batched.py drives either over user batches); `full_ranks_from_scores` does the same for a model that returns scores
 directly, and the two agree exactly (tested). `sampled_ranks` is the secondary protocol of
 PAPER.md section 5: the target against K sampled negatives.
 """
@@ -57,17 +58,6 @@ def _score_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype
 
 
-def _excluded_mask(excluded: Tensor, start: int, width: int) -> Tensor:
-    """(B, width) bool: True where item start + j is in the user's `excluded` set (B, E)."""
-    batch = excluded.shape[0]
-    inside = (excluded >= start) & (excluded < start + width)
-    # Ids outside this chunk go to a spare last column, which is dropped.
-    columns = torch.where(inside, excluded - start, torch.full_like(excluded, width))
-    mask = torch.zeros(batch, width + 1, dtype=torch.bool, device=excluded.device)
-    mask.scatter_(1, columns, True)
-    return mask[:, :width]
-
-
 def _excluded_items(targets: Tensor, history: History) -> Tensor:
     """(B, E) ids never counted above a target: padding 0, the target itself, and the history.
 
@@ -100,8 +90,59 @@ def full_ranks_from_scores(scores: Tensor, targets: Tensor, history: History = N
     scores = scores.to(_score_dtype(scores))
     target_scores = scores.gather(1, targets[:, None])  # (B, 1)
     above = scores >= target_scores  # (B, n_items + 1), ties count as above
-    above &= ~_excluded_mask(_excluded_items(targets, history), 0, width)
+    above[_in_chunk(_excluded_items(targets, history), 0, width)] = False
     return above.sum(dim=1)
+
+
+def _in_chunk(excluded: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]:
+    """(rows, columns) of the `excluded` ids (B, E) that fall in items start..start+width-1.
+
+    Excluding by index costs O(B * E) per chunk instead of a (B, width) mask.
+    """
+    rows, slots = ((excluded >= start) & (excluded < start + width)).nonzero(as_tuple=True)
+    return rows, excluded[rows, slots] - start
+
+
+def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History, item_chunk: int,
+          top_k: int) -> tuple[Tensor, Tensor | None]:
+    """The loop shared by `full_ranks` and `full_ranks_topk` (see their docstrings)."""
+    if item_chunk < 1:
+        raise ValueError(f"item_chunk: expected >= 1, got {item_chunk}")
+    n_rows = item_table.shape[0]  # n_items + 1
+    targets = targets.long()
+    _check_targets(targets, n_rows - 1)
+    if top_k > n_rows - 1:
+        raise ValueError(f"top_k: expected at most the {n_rows - 1} items, got {top_k}")
+    dtype = _score_dtype(user_vectors, item_table)
+    users = user_vectors.to(dtype)  # (B, d)
+    batch = users.shape[0]
+    target_rows = item_table[targets]  # (B, d)
+    excluded = _excluded_items(targets, history)  # (B, E): padding, target, history
+    # Top-K leaves out padding and the history, but not the target (a repeat is a fair pick).
+    hidden = excluded.masked_fill(excluded == targets[:, None], 0)
+    counts = torch.zeros(batch, dtype=torch.long, device=users.device)
+    best_scores = torch.empty(batch, 0, dtype=dtype, device=users.device)
+    best_items = torch.empty(batch, 0, dtype=torch.long, device=users.device)
+    for start in range(0, n_rows, item_chunk):
+        block = item_table[start:start + item_chunk]  # (C, d)
+        width = block.shape[0]
+        # The target rows ride along in the same matmul as the chunk, so a target and an item with
+        # an identical embedding get bit-identical scores and the tie is counted as a tie.
+        scores = users @ torch.cat([block, target_rows]).to(dtype).T  # (B, C + B)
+        target_scores = scores[:, width:].diagonal()  # (B,) user b against its own target
+        chunk = scores[:, :width]  # (B, C)
+        above = chunk >= target_scores[:, None]  # ties count as above
+        above[_in_chunk(excluded, start, width)] = False
+        counts += above.sum(dim=1)
+        if top_k:
+            chunk[_in_chunk(hidden, start, width)] = float("-inf")
+            if start == 0:
+                chunk[:, 0] = float("-inf")  # padding
+            chunk_scores, chunk_items = chunk.topk(min(top_k, width), dim=1)  # (B, <= K) of this chunk
+            merged_scores = torch.cat([best_scores, chunk_scores], dim=1)  # (B, <= 2K)
+            best_scores, where = merged_scores.topk(min(top_k, merged_scores.shape[1]), dim=1)
+            best_items = torch.cat([best_items, chunk_items + start], dim=1).gather(1, where)
+    return counts, (best_items if top_k else None)
 
 
 def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
@@ -113,27 +154,18 @@ def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, histor
     ties), so memory is O(B * (item_chunk + B)) whatever the catalogue size. Same semantics as
     `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`.
     """
-    if item_chunk < 1:
-        raise ValueError(f"item_chunk: expected >= 1, got {item_chunk}")
-    n_rows = item_table.shape[0]  # n_items + 1
-    targets = targets.long()
-    _check_targets(targets, n_rows - 1)
-    dtype = _score_dtype(user_vectors, item_table)
-    users = user_vectors.to(dtype)  # (B, d)
-    target_rows = item_table[targets]  # (B, d)
-    excluded = _excluded_items(targets, history)  # (B, E)
-    counts = torch.zeros(users.shape[0], dtype=torch.long, device=users.device)
-    for start in range(0, n_rows, item_chunk):
-        block = item_table[start:start + item_chunk]  # (C, d)
-        width = block.shape[0]
-        # The target rows ride along in the same matmul as the chunk, so a target and an item with
-        # an identical embedding get bit-identical scores and the tie is counted as a tie.
-        scores = users @ torch.cat([block, target_rows]).to(dtype).T  # (B, C + B)
-        target_scores = scores[:, width:].diagonal()  # (B,) user b against its own target
-        above = scores[:, :width] >= target_scores[:, None]  # (B, C), ties count as above
-        above &= ~_excluded_mask(excluded, start, width)
-        counts += above.sum(dim=1)
-    return counts
+    return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
+
+
+def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
+                    top_k: int = 10, item_chunk: int = 65536) -> tuple[Tensor, Tensor]:
+    """(ranks (B,) as `full_ranks`, top_k item ids (B, top_k) best first), in one pass over the items.
+
+    The top-K list leaves out padding and history items other than the target, so the target is in
+    it exactly when its rank is below top_k, up to the order of tied scores. It is merged chunk by
+    chunk (a running top-K), so it never needs a (B, n_items) matrix either.
+    """
+    return _scan(user_vectors, item_table, targets, history, item_chunk, top_k)
 
 
 def sampled_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:

@@ -59,6 +59,8 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
 def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapter_layers=()) -> LLMRec:
     """Backbone (truncated, LoRA/full/frozen) plus the recommender's maps, on the run's device."""
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device)
+    if spec.train.compile:
+        backbone.compile()  # torch.compile in place; the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 

@@ -43,13 +43,21 @@ def seed_everything(seed: int) -> None:
 
 def environment(device: torch.device) -> dict:
     """Library versions and hardware, recorded in every run's manifest."""
-    import transformers  # noqa: PLC0415 - optional heavy import only for the record
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    def installed(name: str) -> str | None:  # the version without importing the (slow) package
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": installed("transformers"),
+        "peft": installed("peft"),
+        "safetensors": installed("safetensors"),
         "numpy": np.__version__,
         "device": str(device),
         "cpu_threads": torch.get_num_threads(),

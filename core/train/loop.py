@@ -50,7 +50,7 @@ class LoopResult:
     step: int
     best_score: float
     best_step: int
-    train_seconds: float
+    train_seconds: float  # time in the loop, evaluations and checkpoints excluded
     samples: int
     stopped_early: bool
 
@@ -149,8 +149,10 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainCo
         if finished_epoch:
             pos["epoch"], pos["batch"] = pos["epoch"] + 1, 0
         if (pos["epoch"] % cfg.eval_every == 0 and finished_epoch) or pos["step"] >= total:
+            paused = time.perf_counter()
             stopped_early = _evaluate(pos, hooks, cfg)
             hooks.save_resume(_resume_state(opt, sched, pos))
+            start += time.perf_counter() - paused
     seconds = time.perf_counter() - start
     return LoopResult(pos["step"], pos["best_score"], pos["best_step"], seconds, samples, stopped_early)
 

@@ -99,7 +99,11 @@ def _settle(page) -> None:
 def _shot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main element, so grow the viewport to fit it first."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate("Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
+    height = page.evaluate("""() => {
+        document.querySelector('[data-testid="stMain"]').scrollTo(0, 0);
+        const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+        return block.getBoundingClientRect().top + block.scrollHeight;
+    }""")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 12_000)})
     page.wait_for_timeout(800)  # plotly charts re-lay out to the new size
     page.screenshot(path=str(SHOTS / f"{name}.png"))

@@ -100,7 +100,11 @@ def test_config_diff_keeps_only_differences():
                          "spec": [json.dumps({"train": {"lr": 0.001, "seed": 0}, "backbone": {"depth": 8}}),
                                   json.dumps({"train": {"lr": 0.002, "seed": 0}, "backbone": {"depth": 8}})]})
     diff = results.config_diff(runs)
-    assert list(diff["setting"]) == ["train.lr"] and list(diff["a"]) == [0.001]
+    assert list(diff["setting"]) == ["kind", "train.lr"] and list(diff["a"]) == ["teacher", 0.001]
+    # a SASRec run carries backbone settings it never reads: they are not differences
+    runs.loc[1, "kind"] = "sasrec"
+    diff = results.config_diff(runs).set_index("setting")
+    assert list(diff.index) == ["kind"] and diff.loc["kind", "b"] == "sasrec"
 
 
 def test_paper_names():

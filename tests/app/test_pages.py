@@ -103,3 +103,11 @@ def test_empty_project_explains_what_to_do(tmp_path, monkeypatch, open_page, pag
     app = open_page(page)
     _no_errors(app)
     assert app.info, "an empty page must say what to do next"
+
+
+def test_runs_page_reports_unreadable_result_files(fresh, open_page):
+    root, ids = fresh
+    (root / "data" / "runs" / ids["teacher"] / "events" / "metrics-000099-1.parquet").write_bytes(b"not parquet")
+    app = open_page("runs")
+    _no_errors(app)
+    assert any("cannot be read" in w.value for w in app.warning)

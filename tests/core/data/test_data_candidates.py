@@ -35,7 +35,7 @@ def test_candidates_avoid_the_users_items_and_padding(put, data_root):
     prepared = prepare(DataConfig(dataset="toy", kcore=0, n_negatives=20, seed=3), data_root)
     for split in ("valid", "test"):
         negatives = prepared.candidates(split)
-        assert negatives.shape == (prepared.n_users, 20) and negatives.dtype == np.int64
+        assert negatives.shape == (prepared.n_users, 20) and negatives.dtype == np.int32  # int32: 1.2M users x 999 x 2 splits
         for user, sequence in enumerate(prepared.sequences):
             row = negatives[user]
             assert len(np.unique(row)) == 20  # without replacement
@@ -72,3 +72,28 @@ def test_user_with_every_item_and_bad_split_are_refused(put, data_root):
     prepared = prepare(DataConfig(dataset="toy", kcore=0, n_negatives=2), data_root)
     with pytest.raises(DataError, match="split: expected one of valid, test, got 'train'"):
         prepared.candidates("train")
+
+
+def test_large_catalogue_rows_are_distinct_unseen_and_uniform():
+    # 60 items, 12 negatives: every user takes the vectorised path (>= 2 x 12 unseen items).
+    sequences = [np.array([3, 7, 8, 3])] * 3000 + [np.arange(1, 40)]
+    negatives, repeats = draw_candidates(sequences, 60, 12, 0, "valid", [str(u) for u in range(len(sequences))])
+    assert repeats == 0 and negatives.dtype == np.int32
+    for sequence, row in zip(sequences, negatives):
+        assert len(set(row.tolist())) == 12 and not np.isin(row, sequence).any() and row.min() >= 1
+    frequency = np.bincount(negatives[:3000].ravel(), minlength=61)[1:] / 3000
+    unseen = np.setdiff1d(np.arange(1, 61), [3, 7, 8]) - 1
+    assert frequency[[2, 6, 7]].sum() == 0
+    assert np.abs(frequency[unseen] - 12 / 57).max() < 0.04  # uniform over the 57 unseen items
+
+
+def test_mixed_chunks_match_one_user_at_a_time_rules():
+    # Users with few unseen items (exact path) and many (vectorised path) in one chunk.
+    rng = np.random.default_rng(5)
+    sequences = [rng.permutation(100)[: rng.integers(1, 95)] + 1 for _ in range(200)]
+    negatives, repeats = draw_candidates(sequences, 100, 10, 1, "test", [str(u) for u in range(200)])
+    for sequence, row in zip(sequences, negatives):
+        unseen = np.setdiff1d(np.arange(1, 101), sequence)
+        assert set(row.tolist()) <= set(unseen.tolist())
+        assert len(set(row.tolist())) == min(10, len(unseen))
+    assert repeats == sum(100 - len(s) < 10 for s in sequences)
