@@ -34,6 +34,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process: on a shared machine, wall time also counts
+    the time other processes held the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _synth_config(args):
     from core.data.synthetic import SynthConfig  # noqa: PLC0415
 
@@ -45,11 +52,11 @@ def phase_generate(args) -> dict:
 
     folder = Path(args.root) / "data" / "raw" / args.name
     shutil.rmtree(folder, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     sidecar = generate(_synth_config(args), folder, args.name)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     size = sum(p.stat().st_size for p in folder.iterdir())
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(_peak_mb()), "files_mb": round(size / 2**20, 1),
+    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(_peak_mb()), "files_mb": round(size / 2**20, 1),
             "rule": sidecar["rule"], "oracle_test": sidecar["oracle"]["test"],
             "popularity_test": sidecar["oracle"]["popularity"]["test"]}
 
@@ -61,16 +68,16 @@ def phase_prepare(args) -> dict:
     data_root = Path(args.root) / "data"
     shutil.rmtree(data_root / "prepared", ignore_errors=True)
     cfg = DataConfig(dataset=args.name)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     prepared = prepare(cfg, data_root)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     peak = _peak_mb()
     start = time.perf_counter()
     again = prepare(cfg, data_root)
     reload_s = time.perf_counter() - start
     size = sum(p.stat().st_size for p in prepared.folder.iterdir())
     stats = again.stats
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak), "reload_from_cache_s": round(reload_s, 2),
+    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(peak), "reload_from_cache_s": round(reload_s, 2),
             "peak_rss_after_reload_mb": round(_peak_mb()), "cache_mb": round(size / 2**20, 1),
             "users": stats["users"], "items": stats["items"], "interactions": stats["interactions"],
             "source_rows": stats["source_rows"], "drops": stats["drops"], "seq_len": stats["seq_len"],
@@ -98,16 +105,18 @@ def phase_rank(args) -> dict:
     def vectors_of(rows: np.ndarray) -> torch.Tensor:  # a "model": fixed random vectors per user
         return torch.randn(len(rows), args.dim, generator=torch.Generator().manual_seed(int(rows[0])))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     ranks, top = rank_users(vectors_of, item_table, targets, history(prepared, "test"), users=users,
                             batch_size=args.batch, item_chunk=args.item_chunk, top_k=10)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     hits = float(np.mean((top == targets[users, None]).any(axis=1)))
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(_peak_mb()), "users": int(len(users)),
+    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(_peak_mb()),
+            "users": int(len(users)),
             "items": prepared.n_items, "dim": args.dim, "user_batch": args.batch, "item_chunk": args.item_chunk,
             "users_per_s": round(len(users) / seconds, 1),
             "scores_per_s": float(f"{len(users) * prepared.n_items / seconds:.3g}"),
-            "threads": args.threads, "HR@10": metrics_from_ranks(ranks)["HR@10"], "top10_hit_rate": hits,
+            "threads": args.threads, "all_users": prepared.n_users,
+            "estimated_all_users_s": round(seconds * prepared.n_users / len(users)), "HR@10": metrics_from_ranks(ranks)["HR@10"], "top10_hit_rate": hits,
             "expected_HR@10_random": round(10 / prepared.n_items, 7)}
 
 

@@ -66,7 +66,7 @@ class SynthConfig:
     interactions: int = 0  # total; 0: users * mean_len
     mean_len: float = 20.0  # used when interactions is 0
     min_len: int = 5
-    max_len: int = 0  # longest sequence; 0: 50 x the mean length
+    max_len: int = 0  # longest sequence; 0: 50 x the mean length, at most items / 2
     order: int = 3  # how many previous items the rule reads
     strength: float = 0.8  # probability that the rule picks the next item (else popularity)
     candidates: int = 3  # items per context
@@ -83,7 +83,10 @@ class SynthConfig:
         return min(self.items, math.ceil((self.items / self.candidates) ** (1 / self.order) - 1e-9))
 
     def longest(self) -> int:
-        return self.max_len or max(2 * self.min_len, math.ceil(50 * self.total() / self.users))
+        """max_len, or by default 50 x the mean length but at most half the catalogue (a longer
+        sequence could hold every item, leaving no sampled-evaluation negatives)."""
+        automatic = min(math.ceil(50 * self.total() / self.users), self.items // 2)
+        return self.max_len or max(2 * self.min_len, automatic)
 
 
 def validate(cfg: SynthConfig) -> None:

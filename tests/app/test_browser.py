@@ -113,6 +113,8 @@ def _shot(page, name: str) -> None:
 def test_launch_watch_and_inspect(lab):
     from playwright.sync_api import sync_playwright
 
+    from core.store import runs as run_store
+
     root, url = lab
     errors: list[str] = []
     with sync_playwright() as p:
@@ -126,6 +128,7 @@ def test_launch_watch_and_inspect(lab):
             _open(page, "Launch", "Launch a pipeline")
             page.get_by_role("radio", name="tiny (seconds, random model)").click()
             page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
+            _settle(page)  # the form below is re-filled with the preset's values by the same script run
             page.get_by_role("button", name="Launch pipeline").click()
             page.get_by_text("Queued (or reused) 4 runs").wait_for(timeout=30_000)
             _settle(page)
@@ -152,8 +155,13 @@ def test_launch_watch_and_inspect(lab):
             _shot(page, "data")
 
             _open(page, "Tour", "[1] The question")
+            page.get_by_text("CKA teacher × student").first.wait_for(timeout=60_000)  # cell 4 found the launched runs
             _settle(page)
             _shot(page, "tour")
         finally:
             browser.close()
     assert not errors, errors
+    specs = {s["kind"]: s["spec"] for s in (run_store.read_spec(root / "data" / "runs", r["run_id"])
+                                            for r in run_store.list_runs(root / "data" / "runs"))}
+    assert specs["teacher"]["data"]["max_len"] == 10 and specs["teacher"]["backbone"]["depth"] == 4  # the tiny preset
+    assert specs["student"]["backbone"]["depth"] == 2 and specs["student"]["distill"]["blocks"] == 2

@@ -162,3 +162,25 @@ def test_titles_name_the_group(tmp_path):
     nouns = items["title"].str.split().str[1]  # rows are in popularity-rank order
     assert nouns.tolist() == [sy.NOUNS[g] for g in rule.group]  # one noun per group (up to 60 groups)
     assert items["title"].str.fullmatch(r"[a-z]+ [a-z]+ \d+").all()
+
+
+def test_cli_generates_prepares_and_reports_the_oracle(tmp_path, capsys):
+    from core.cli import main
+
+    args = ["--root", str(tmp_path), "data", "synth", "--name", "toy-synth", "--users", "200", "--items", "80",
+            "--order", "2", "--seed", "1"]
+    assert main([*args, "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["generated"] and made["users"] == 200 and made["oracle"]["test"]["HR@10"] > 0.5
+    assert made["files"]["interactions"] == "data/raw/toy-synth/toy-synth.parquet"
+    assert main(args) == 0  # same settings: the files are reused
+    assert "files reused" in capsys.readouterr().out
+    assert main(["--root", str(tmp_path), "data", "stats", "toy-synth", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["oracle"] == made["oracle"] and stats["synthetic"]["order"] == 2
+    (tmp_path / "data" / "raw" / "toy-synth" / "notes.csv").write_text("user,item,timestamp\n")
+    assert main(args) == 1
+    assert "already holds other files (notes.csv)" in capsys.readouterr().err
+    assert main(["--root", str(tmp_path), "data", "synth", "--name", "../x"]) == 1
+    assert main(["--root", str(tmp_path), "data", "synth", "--name", "x", "--strength", "2"]) == 2
+    assert "synth strength" in capsys.readouterr().err
