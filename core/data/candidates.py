@@ -3,21 +3,20 @@
 Drawn once at preparation and stored with the prepared data (PAPER.md: the public code re-drew
 them on every evaluation). For each user, `n_negatives` distinct items are drawn uniformly from the
 items absent from the user's WHOLE sequence (so never the validation or test target, never 0), with
-a generator seeded by (seed, split index). Rows are int32 (half the memory of int64: 999 negatives
-x 1.2M users x 2 splits is 9.6 GB as int32) and sorted by item id (order carries no meaning).
+a generator seeded by (seed, split index). Rows are int32 (999 negatives x 1.2M users x 2 splits
+is 9.6 GB as int32, twice that as int64); the order within a row carries no meaning.
 
-Drawing works in "unseen rank" space: pick distinct ranks 0..n_unseen-1, then map rank k to the
-k-th unseen item, which is k + 1 + (number of the user's seen items s with s - (their position among
-the user's sorted seen items) <= k). Users are processed `CHUNK_USERS` at a time, all at once:
-- a user with plenty of unseen items (at least DENSE x n_negatives) gets uniform draws, sorted per
-  row, with duplicates redrawn until none is left (a permutation-invariant procedure, so every set
-  of distinct ranks is equally likely); at 377k items a row of 999 has about one duplicate;
-- the few users with fewer unseen items are drawn one at a time, exactly: every rank without
-  replacement, or, when there are fewer unseen items than `n_negatives` (a heavy MovieLens-100K
-  user: 1,682 items, 999 negatives), every unseen item once then uniform repeats to fill the row;
-  the number of such users is reported in the stats;
-- the rank -> item map is applied to the whole chunk with one searchsorted per SEEN item (not per
-  draw) and a cumulative sum along each row.
+Users are processed `CHUNK_USERS` at a time (`candidate_chunks`, so the caller can write each
+block and drop it):
+- a user with plenty of unseen items (at least DENSE x n_negatives, every user of a large
+  catalogue) gets uniform draws over all items, sorted per row; each duplicate or seen item is
+  replaced by a fresh draw that is accepted only if it is new to the row and unseen (see `_many`:
+  a permutation-invariant procedure, so every set of distinct unseen items is equally likely). At
+  377k items a row of 999 has about one duplicate, so this costs about one sort per row;
+- a user with few unseen items is drawn exactly, one at a time: distinct "unseen ranks", mapped to
+  items, or, when there are fewer unseen items than `n_negatives` (a heavy MovieLens-100K user:
+  1,682 items, 999 negatives), every unseen item once then uniform repeats to fill the row; the
+  number of such users is reported in the stats.
 Rows always have the same width and never contain 0.
 """
 

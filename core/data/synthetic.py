@@ -7,25 +7,25 @@
     <name>.synth.json     the settings, the rule's sizes and the oracle's scores (oracle.py)
 
 The process, vectorised over all users at once and stepped over positions (never user by user):
-- item popularity pi follows a Zipf law, pi(r) ~ (r + 1) ** -zipf over popularity ranks r;
+- popularity pi follows a Zipf law over popularity ranks r: pi(r) ~ (r + 1) ** -zipf;
 - sequence lengths follow a Pareto law with minimum `min_len` whose tail index gives the wanted
   mean, capped at `max_len`, then scaled so they sum to exactly `interactions`;
 - every item belongs to one of `groups` groups (uniformly at random). At position t >= order,
-  with probability `strength` the next item is one of `candidates` items picked by hashing the
-  groups of the last `order` items (the "context"), each candidate itself a Zipf draw made by the
-  hash, so popularity stays Zipf; otherwise (and at t < order) it is a Zipf draw. The candidate set
-  depends on all `order` previous items: a model that reads only the last one cannot know it;
+  with probability `strength` the next item is one of the `candidates` items of the context, the
+  groups of the last `order` items (see `Rule`); otherwise (and at t < order) it is drawn from pi,
+  the popularity noise. The candidates depend on all `order` previous items, so a model that reads
+  only the last one cannot know them, while `order` 1 makes a dataset where that is enough;
 - timestamps start at a random time per user and increase by at least one second per step.
-The default `groups` (0) makes about `items / candidates` contexts, so every item can be a
-candidate: groups = ceil((items / candidates) ** (1 / order)). A counting model over item tuples
-needs `groups = items` on a small catalogue; a neural model can learn the groups from the titles
-or from co-occurrence. Original ids are random permutations, so ids say nothing about popularity.
+By default (groups 0) there are about items / candidates contexts, groups = ceil((items /
+candidates) ** (1 / order)), so every item is a candidate of some context and even the tail of
+the catalogue survives a 5-core filter. A counting model over item tuples needs `groups = items` on
+a small catalogue; a neural model can learn the groups from co-occurrence or from the titles.
+Original ids are random permutations, so an id says nothing about popularity.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.config import ConfigError
-from core.data.cache import write_json, write_parquet
+from core.data.cache import read_json, write_json, write_parquet
 from core.data.sequences import Ragged
 
 START_TIME = 1_400_000_000  # 2014-05-13, Unix seconds
@@ -90,25 +90,26 @@ class SynthConfig:
 
 
 def validate(cfg: SynthConfig) -> None:
-    """Raise ConfigError naming the setting and what was expected."""
+    """Raise ConfigError naming the setting and what was expected (the first problem found)."""
     checks = [
-        (cfg.users >= 1, f"users: expected >= 1, got {cfg.users}"),
-        (cfg.items >= 2, f"items: expected >= 2, got {cfg.items}"),
-        (cfg.min_len >= 3, f"min_len: expected >= 3 (train, validation and test items), got {cfg.min_len}"),
-        (cfg.interactions >= 0 and cfg.mean_len > 0, "interactions and mean_len: expected positive values"),
-        (cfg.total() >= cfg.users * cfg.min_len,
-         f"interactions: {cfg.total()} is fewer than users x min_len = {cfg.users * cfg.min_len}"),
-        (cfg.longest() >= cfg.min_len, f"max_len: expected >= min_len ({cfg.min_len}), got {cfg.max_len}"),
-        (cfg.total() <= cfg.users * cfg.longest(),
-         f"interactions: {cfg.total()} do not fit users x max_len = {cfg.users * cfg.longest()}"),
-        (cfg.order >= 1, f"order: expected >= 1, got {cfg.order}"),
-        (0.0 <= cfg.strength <= 1.0, f"strength: expected a probability in [0, 1], got {cfg.strength}"),
-        (1 <= cfg.candidates <= cfg.items, f"candidates: expected 1..items, got {cfg.candidates}"),
-        (0 <= cfg.groups <= cfg.items, f"groups: expected 0 (automatic) or 1..items, got {cfg.groups}"),
-        (cfg.zipf >= 0, f"zipf: expected >= 0, got {cfg.zipf}"),
-        (cfg.seed >= 0, f"seed: expected >= 0, got {cfg.seed}"),
+        lambda: (cfg.users >= 1, f"users: expected >= 1, got {cfg.users}"),
+        lambda: (cfg.items >= 2, f"items: expected >= 2, got {cfg.items}"),
+        lambda: (cfg.min_len >= 3, f"min_len: expected >= 3 (train, validation and test items), got {cfg.min_len}"),
+        lambda: (cfg.interactions >= 0 and cfg.mean_len > 0, "interactions and mean_len: expected positive values"),
+        lambda: (cfg.order >= 1, f"order: expected >= 1, got {cfg.order}"),
+        lambda: (0.0 <= cfg.strength <= 1.0, f"strength: expected a probability in [0, 1], got {cfg.strength}"),
+        lambda: (1 <= cfg.candidates <= cfg.items, f"candidates: expected 1..items, got {cfg.candidates}"),
+        lambda: (0 <= cfg.groups <= cfg.items, f"groups: expected 0 (automatic) or 1..items, got {cfg.groups}"),
+        lambda: (cfg.zipf >= 0, f"zipf: expected >= 0, got {cfg.zipf}"),
+        lambda: (cfg.seed >= 0, f"seed: expected >= 0, got {cfg.seed}"),
+        lambda: (cfg.total() >= cfg.users * cfg.min_len,
+                 f"interactions: {cfg.total()} is fewer than users x min_len = {cfg.users * cfg.min_len}"),
+        lambda: (cfg.longest() >= cfg.min_len, f"max_len: expected >= min_len ({cfg.min_len}), got {cfg.max_len}"),
+        lambda: (cfg.total() <= cfg.users * cfg.longest(),
+                 f"interactions: {cfg.total()} do not fit users x max_len = {cfg.users * cfg.longest()}"),
     ]
-    for ok, message in checks:
+    for check in checks:
+        ok, message = check()
         if not ok:
             raise ConfigError(f"synth {message}")
 
@@ -282,19 +283,10 @@ def generate(cfg: SynthConfig, folder: Path, name: str) -> dict:
     return sidecar
 
 
-def read_sidecar(path: Path) -> dict | None:
-    """The sidecar JSON of a generated dataset, or None when there is none or it is unreadable."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def same_settings(folder: Path, name: str, cfg: SynthConfig) -> bool:
     """Whether `folder` already holds this dataset generated with exactly these settings."""
     paths = files(Path(folder), name)
-    sidecar = read_sidecar(paths["rule"])
+    sidecar = read_json(paths["rule"])
     return (sidecar is not None and sidecar.get("settings") == dataclasses.asdict(cfg)
             and all(os.path.isfile(p) for p in paths.values()))
 
