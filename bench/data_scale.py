@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # run as a script: bench/ is sys.path[0], not the project
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return

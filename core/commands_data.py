@@ -16,6 +16,17 @@ import os
 import re
 import time
 
+HELP = {
+    "users": "number of users", "items": "number of items",
+    "interactions": "total interactions (0: users x mean-len)", "mean_len": "mean sequence length",
+    "min_len": "shortest sequence", "max_len": "longest sequence (0: 50 x the mean, at most items / 2)",
+    "order": "how many previous items the planted rule reads",
+    "strength": "probability that the rule picks the next item (else popularity noise)",
+    "candidates": "items the rule can pick in each context",
+    "groups": "item groups the rule reads (0: about items / candidates contexts)",
+    "zipf": "popularity exponent", "seed": "random seed",
+}
+
 
 def add_synth_parser(data_subparsers) -> None:
     """Register `synth` under the `data` subcommands; every SynthConfig field is an option."""
@@ -26,7 +37,7 @@ def add_synth_parser(data_subparsers) -> None:
     p.add_argument("--name", required=True, help="dataset name: the folder data/raw/<name>/")
     for spec in dataclasses.fields(SynthConfig):
         p.add_argument("--" + spec.name.replace("_", "-"), type=type(spec.default), default=None,
-                       help=f"(default {spec.default})")
+                       help=f"{HELP[spec.name]} (default {spec.default})")
     p.add_argument("--kcore", type=int, default=None, help="k-core of the preparation (default: DataConfig's)")
     p.add_argument("--force", action="store_true", help="generate again even if the files match the settings")
     p.add_argument("--json", action="store_true")
@@ -55,8 +66,8 @@ def cmd_data_synth(args) -> int:
     from core.data.prepare import prepare  # noqa: PLC0415
     from core.data.synthetic import SynthConfig, files, generate, same_settings, validate  # noqa: PLC0415
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig) if getattr(args, f.name) is not None}
-    cfg = SynthConfig(**values)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)}
+    cfg = SynthConfig(**{name: value for name, value in given.items() if value is not None})
     validate(cfg)  # ConfigError: printed by the CLI
     paths, folder = _folder(args, args.name)
     started = time.perf_counter()

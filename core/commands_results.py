@@ -27,7 +27,8 @@ def cmd_reproduce(args) -> int:
     except RuntimeError as exc:
         raise UserError(str(exc)) from exc
     table = reproduce.summarise(paths, rows)
-    text = reproduce.markdown(table, args.dataset, args.preset, plan, time.perf_counter() - start)
+    text = reproduce.markdown(table, args.dataset, args.preset, plan, time.perf_counter() - start,
+                              reproduce.significance(paths, rows, plan))
     md, csv_path = reproduce.write_report(Path(args.out), f"{args.dataset}-{args.preset}", table, text)
     print(text)
     print(f"written: {md} {csv_path}")

@@ -35,10 +35,11 @@ class Plan:
     blocks: int
     seeds: tuple[int, ...]
     shared_teacher: bool = False  # one SASRec + teacher (seed 0) for every student seed, to fit a CPU budget
+    ablation_seeds: int = 0  # run the three ablation rows for the first this many seeds only (0: all)
 
 
 PLANS = {
-    "cpu": Plan("cpu-quick", 8, 4, 4, (0, 1, 2), shared_teacher=True),
+    "cpu": Plan("cpu-quick", 8, 4, 4, (0, 1, 2), shared_teacher=True, ablation_seeds=1),
     "paper": Plan("paper", 8, 4, 4, (0, 1, 2)),
     "tiny": Plan("tiny", 4, 2, 2, (0, 1)),
 }
@@ -80,6 +81,9 @@ def run_rows(paths: Paths, dataset: str, plan: Plan, overrides: dict, log) -> di
             rows.setdefault("SASRec", []).append((sasrec_id, "sasrec"))
             rows.setdefault(f"E4SRec_{m} (teacher)", []).append((teacher_id, "teacher"))
         for label, (cos, norm, sup) in LAMBDAS.items():
+            if label not in ("no distillation", "all") and plan.ablation_seeds and \
+                    plan.seeds.index(seed) >= plan.ablation_seeds:
+                continue
             distill = {"teacher_run": teacher_id, "blocks": plan.blocks, "lambda_cos": cos, "lambda_norm": norm,
                        "lambda_sup": sup}
             student = apply_preset(plan.config_preset, {**base, "backbone": {**base.get("backbone", {}), "depth": n},
@@ -127,13 +131,39 @@ def _cell(row: dict, key: str, percent: bool = True) -> str:
     return f"{row[key] * scale:.2f} ± {row[key + ' std'] * scale:.2f}" if row["seeds"] > 1 else f"{row[key] * scale:.2f}"
 
 
-def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float) -> str:
+def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Plan,
+                 metrics: tuple[str, ...] = ("NDCG@10", "HR@10", "MRR")) -> list[str]:
+    """Paired comparisons of SLMRec (all terms) against E4SRec_N without distillation, seed by seed."""
+    from core.compare import compare  # noqa: PLC0415
+
+    n, m = plan.student_depth, plan.teacher_depth
+    ours, base = rows.get(f"SLMRec {n}<-{m} (all)", []), rows.get(f"E4SRec_{n} (no distillation)", [])
+    lines = [f"## SLMRec {n}<-{m} against E4SRec_{n} without distillation", "",
+             "Paired over the same test users: difference of the means (SLMRec - E4SRec), 95% paired bootstrap "
+             "CI (1,000 resamples), sign-flip permutation p-value. Significant only when the CI excludes 0.", "",
+             "| seed | protocol | metric | SLMRec | E4SRec | difference [95% CI] | p | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for seed, (a, _), (b, _) in zip(plan.seeds, ours, base):
+        for protocol in ("full", "sampled"):
+            for metric in metrics:
+                r = compare(paths, a, b, metric, "test", protocol)
+                verdict = ("SLMRec better" if r["low"] > 0 else "SLMRec worse") if r["significant"] else "inside the noise"
+                lines.append(f"| {seed} | {protocol} | {metric} | {100 * r['a_value']:.2f} | {100 * r['b_value']:.2f} | "
+                             f"{100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] | "
+                             f"{r['p_value']:.3f} | {verdict} |")
+    return lines + [""]
+
+
+def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float,
+             extra: list[str] | None = None) -> str:
     """The report: one table per protocol, then costs and speed-ups."""
     lines = [f"# Reproduction on {dataset}, preset `{preset}`", "",
              f"Teacher depth {plan.teacher_depth}, student depth {plan.student_depth}, B = {plan.blocks}, "
              f"config preset `{plan.config_preset}`, seeds {list(plan.seeds)} (mean ± std over seeds"
              + ("; SASRec and the teacher trained once, with the first seed, and shared by every student seed"
-                if plan.shared_teacher else "") + "). "
+                if plan.shared_teacher else "")
+             + (f"; the three ablation rows with the first {plan.ablation_seeds} seed(s) only"
+                if plan.ablation_seeds else "") + "). "
              f"Test split, metrics in percent. Wall time {wall_s / 60:.1f} min.", ""]
     for protocol, title in (("full", "Full ranking over all items (primary)"),
                             ("sampled", "Sampled 1 + 999 negatives (the paper's protocol)")):
@@ -141,6 +171,7 @@ def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: f
         lines += ["| " + r["model"] + " | " + " | ".join(_cell(r, f"{protocol}/{m}") for m in METRICS) + " |"
                   for r in table]
         lines.append("")
+    lines += extra or []
     lines += ["## Cost", "", "| model | parameters at inference | train s / epoch | inference s |", "|---|---|---|---|"]
     for r in table:
         if "params" in r:

@@ -15,15 +15,13 @@ No torch here: the worker loop and the CLI import this module.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from core.store import runs as run_store
-from core.store.atomic import CorruptFileError, pid_alive, read_json
+from core.store.atomic import CorruptFileError, file_lock, pid_alive, read_json
 from core.store.paths import Paths
 
 STALE_S = 15.0  # a heartbeat older than this, with its process gone, marks a dead run
@@ -145,21 +143,7 @@ def resume_step(paths: Paths, run_id: str) -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (flock); a no-op where there is no fcntl."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl  # noqa: PLC0415
-    except ImportError:
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+exclusive = file_lock  # kept as the scheduler's name for it
 
 
 def recovery_lock(paths: Paths):

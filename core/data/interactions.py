@@ -2,10 +2,11 @@
 
 A reader turns its file into a raw DataFrame with the columns user, item, timestamp and
 (optionally) rating, in file order, then calls `finish`, which validates and normalises it:
-ids become strings (a pandas Categorical of str: cheap at 10M rows, reads like str), timestamps int64 Unix seconds, ratings float (NaN when absent). Rows with a
-missing id or timestamp and exact duplicate (user, item, timestamp) rows are dropped and counted in
-`dropped`; anything else that is wrong (a non-numeric or negative timestamp, an empty file) raises
-`DataError` naming the file, the column as the file spells it, and the line or row.
+ids become strings (a pandas Categorical of str: cheap at 10M rows, reads like str), timestamps
+int64 Unix seconds, ratings float (NaN when absent). Rows with a missing id or timestamp and
+exact duplicate (user, item, timestamp) rows are dropped and counted in `dropped`; anything else
+that is wrong (a non-numeric or negative timestamp, an empty file) raises `DataError` naming the
+file, the column as the file spells it, and the line or row.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ scored highest. Conventions, stated once for every function here:
 
 `full_ranks` ranks against the whole catalogue in item chunks, so a 1M-item catalogue never needs
 a (B, n_items) score matrix (`full_ranks_topk` also keeps a running top-K list per user, and
-core/eval/batched.py drives either over user batches); `full_ranks_from_scores` does the same for a model that returns scores
-directly, and the two agree exactly (tested). `sampled_ranks` is the secondary protocol of
+core/eval/batched.py drives either over user batches); `full_ranks_from_scores` does the same for
+a model that returns scores directly, and the two agree exactly (tested). `sampled_ranks` is the secondary protocol of
 PAPER.md section 5: the target against K sampled negatives.
 """
 

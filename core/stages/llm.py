@@ -19,7 +19,7 @@ from core.data.prepare import prepare
 from core.eval.evaluate import eval_users, evaluate_split
 from core.models.backbone import load_backbone
 from core.models.llmrec import LLMRec
-from core.stages.common import fit, load_trainable_weights, manifest, write_evaluation
+from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
 from core.train.device import peak_memory_mb, seed_everything

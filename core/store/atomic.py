@@ -106,3 +106,20 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # it exists, it is just not ours
     return True
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between threads and processes (flock); a no-op where there is no fcntl."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:  # Windows: updates are still atomic, only not serialised
+        yield
+        return
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -13,19 +13,17 @@ raised, so one broken folder cannot hide the others from the app.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.store.atomic import CorruptFileError, read_json, write_bytes_atomic, write_json_atomic
+from core.store.atomic import CorruptFileError, file_lock, read_json, write_bytes_atomic, write_json_atomic
 from core.store.paths import check_run_id
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -130,7 +128,7 @@ def update_state(runs_root: Path, run_id: str, **fields: Any) -> dict:
     if progress is not None and not 0.0 <= float(progress) <= 1.0:
         raise ValueError(f"progress must be within 0..1, got {progress}")
     folder = run_dir(runs_root, run_id)
-    with _locked(folder / ".state.lock"):
+    with file_lock(folder / ".state.lock"):
         state = read_json(folder / "state.json")
         status = fields.get("status")
         if status in ("queued", "running"):
@@ -242,20 +240,6 @@ def _check_status(status: str) -> None:
         raise ValueError(f"invalid run status {status!r}; expected one of {', '.join(STATUSES)}")
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between threads and processes (flock; a no-op where there is no fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: updates are still atomic, only not serialised
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def wait_for_status(runs_root: Path, run_id: str, statuses: tuple[str, ...], timeout_s: float) -> dict:

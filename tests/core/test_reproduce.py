@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from core.reproduce import PLANS, markdown, run_rows, summarise, write_report
+from core.reproduce import PLANS, markdown, run_rows, significance, summarise, write_report
 from core.store.paths import Paths
 
 
@@ -20,8 +20,9 @@ def test_paper_preset_runs_end_to_end_on_the_tiny_backbone(project):
     teacher = next(r for r in table if "teacher" in r["model"])
     student = table[-1]
     assert student["params"] < teacher["params"]
-    text = markdown(table, "toy", "paper", plan, 1.0)
+    text = markdown(table, "toy", "paper", plan, 1.0, significance(paths, rows, plan))
     assert "Sampled 1 + 999" in text and "SLMRec 4<-8 (all)" in text and "faster per epoch" in text
+    assert "| 0 | sampled | MRR |" in text
     md, csv_path = write_report(project / "docs", "toy-paper", table, text)
     assert md.read_text() == text and csv_path.read_text().startswith("model,")
     # a second reproduction reuses every finished run

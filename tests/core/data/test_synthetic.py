@@ -80,7 +80,8 @@ def _dense_oracle_ranks(rule: sy.Rule, seqs: Ragged, offset: int, mask: bool) ->
 def test_oracle_ranks_equal_scoring_every_item(split, offset, mask):
     rule, seqs = _simulated(sy.SynthConfig(users=400, items=40, mean_len=8, order=2, candidates=2, strength=0.7,
                                            zipf=0.9, seed=2))
-    assert np.array_equal(oracle_ranks(rule, seqs, split, mask_history=mask), _dense_oracle_ranks(rule, seqs, offset, mask))
+    expected = _dense_oracle_ranks(rule, seqs, offset, mask)
+    assert np.array_equal(oracle_ranks(rule, seqs, split, mask_history=mask), expected)
 
 
 def _counting_ranks(seqs: Ragged, n_items: int, order: int) -> np.ndarray:

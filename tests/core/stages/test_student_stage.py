@@ -88,7 +88,7 @@ def test_cached_and_live_teacher_states_give_equal_losses(teacher_run):
     live = student_stage.make_loss(model, teacher, data, None, t_layers, s_layers, s)
     batch = torch.arange(0, 16)
     with torch.no_grad():
-        (a, ta), (b, tb) = cached(batch), live(batch)
+        (_, ta), (_, tb) = cached(batch), live(batch)
     for name in ta:
         assert ta[name].item() == pytest.approx(tb[name].item(), abs=1e-5), name
 
