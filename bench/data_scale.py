@@ -12,7 +12,9 @@ its own:
 - rank:     one full-ranking evaluation of every user's test target against every item with a
             tiny model (random user vectors and a random item table, dim 32), history masked,
             through core.eval.batched.rank_users (user batches x item chunks) with a top-10 list.
-Threads are capped (default 2: the machine this was written on) for numpy/BLAS and torch.
+Threads are capped (default 2: the machine this was written on) for numpy/BLAS and torch;
+`--device cuda` scores on a GPU. `--rank-users N` ranks the first N users only (against every
+item) and reports `estimated_all_users_s`, linear in the number of users.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ def phase_generate(args) -> dict:
     sidecar = generate(_synth_config(args), folder, args.name)
     seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu
     size = sum(p.stat().st_size for p in folder.iterdir())
-    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(_peak_mb()), "files_mb": round(size / 2**20, 1),
-            "rule": sidecar["rule"], "oracle_test": sidecar["oracle"]["test"],
+    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(_peak_mb()),
+            "files_mb": round(size / 2**20, 1), "rule": sidecar["rule"], "oracle_test": sidecar["oracle"]["test"],
             "popularity_test": sidecar["oracle"]["popularity"]["test"]}
 
 
@@ -77,8 +79,9 @@ def phase_prepare(args) -> dict:
     reload_s = time.perf_counter() - start
     size = sum(p.stat().st_size for p in prepared.folder.iterdir())
     stats = again.stats
-    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(peak), "reload_from_cache_s": round(reload_s, 2),
-            "peak_rss_after_reload_mb": round(_peak_mb()), "cache_mb": round(size / 2**20, 1),
+    return {"seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(peak),
+            "reload_from_cache_s": round(reload_s, 2), "peak_rss_after_reload_mb": round(_peak_mb()),
+            "cache_mb": round(size / 2**20, 1),
             "users": stats["users"], "items": stats["items"], "interactions": stats["interactions"],
             "source_rows": stats["source_rows"], "drops": stats["drops"], "seq_len": stats["seq_len"],
             "candidates": stats["candidates"]}
@@ -100,7 +103,7 @@ def phase_rank(args) -> dict:
     targets = seqs.flat[seqs.starts + seqs.lengths - 1]  # test targets
     users = np.arange(min(args.rank_users or prepared.n_users, prepared.n_users))
     generator = torch.Generator().manual_seed(0)
-    item_table = torch.randn(prepared.n_items + 1, args.dim, generator=generator)
+    item_table = torch.randn(prepared.n_items + 1, args.dim, generator=generator).to(args.device)
 
     def vectors_of(rows: np.ndarray) -> torch.Tensor:  # a "model": fixed random vectors per user
         return torch.randn(len(rows), args.dim, generator=torch.Generator().manual_seed(int(rows[0])))
@@ -116,8 +119,10 @@ def phase_rank(args) -> dict:
             "users_per_s": round(len(users) / seconds, 1),
             "scores_per_s": float(f"{len(users) * prepared.n_items / seconds:.3g}"),
             "threads": args.threads, "all_users": prepared.n_users,
-            "estimated_all_users_s": round(seconds * prepared.n_users / len(users)), "HR@10": metrics_from_ranks(ranks)["HR@10"], "top10_hit_rate": hits,
-            "expected_HR@10_random": round(10 / prepared.n_items, 7)}
+            "estimated_all_users_s": round(seconds * prepared.n_users / len(users)),
+            "HR@10": metrics_from_ranks(ranks)["HR@10"], "top10_hit_rate": hits,
+            "expected_HR@10_random": round(10 / prepared.n_items, 7), "device": args.device,
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if item_table.is_cuda else None}
 
 
 PHASES = {"generate": phase_generate, "prepare": phase_prepare, "rank": phase_rank}
@@ -137,14 +142,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--item-chunk", type=int, default=16384)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the rank phase scores (cpu, cuda)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))  # run as a script: bench/ is sys.path[0], not the project
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return
-    env = {**os.environ, **{v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-           "PYTHONPATH": str(ROOT)}
+    threads = {v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {**os.environ, **threads, "PYTHONPATH": str(ROOT)}
     result = {"config": {k: v for k, v in vars(args).items() if k != "phase"}, "cpu_count": os.cpu_count()}
     for phase in args.phases.split(","):
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--phase", phase], env=env,
