@@ -23,7 +23,7 @@ def cmd_reproduce(args) -> int:
     paths = _paths(args)
     start = time.perf_counter()
     try:
-        rows = reproduce.run_rows(paths, args.dataset, plan, overrides, log=print)
+        rows = reproduce.run_rows(paths, args.dataset, plan, overrides, log=print, execute=not args.no_run)
     except RuntimeError as exc:
         raise UserError(str(exc)) from exc
     table = reproduce.summarise(paths, rows)
@@ -73,6 +73,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     p.add_argument("--base", help="another base LLM (a local folder, or 'tiny')")
     p.add_argument("--out", default="docs/results")
+    p.add_argument("--no-run", action="store_true",
+                   help="run nothing: report the finished runs, queue the missing ones for a worker")
     p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser("compare", help="paired comparison of two runs: difference, 95%% CI, p-value")

@@ -52,47 +52,66 @@ LAMBDAS = {  # row label suffix -> (lambda_cos, lambda_norm, lambda_sup)
 }
 
 
-def _execute(paths: Paths, run_ids: list[str], log: Callable[[str], None]) -> None:
+def _execute(paths: Paths, run_ids: list[str], log: Callable[[str], None], execute: bool) -> bool:
+    """Run what is not done yet (when `execute`); say whether every run is done."""
     for run_id in run_ids:
         state = run_store.read_state(paths.runs, run_id)
-        if state["status"] != "done":
+        if state["status"] != "done" and execute:
             log(f"running {run_id}")
             state = pipeline.execute(paths, run_id)
+            if state["status"] != "done":
+                raise RuntimeError(f"run {run_id} ended {state['status']}: {state.get('error')}")
         if state["status"] != "done":
-            raise RuntimeError(f"run {run_id} ended {state['status']}: {state.get('error')}")
+            return False
+    return True
 
 
-def run_rows(paths: Paths, dataset: str, plan: Plan, overrides: dict, log) -> dict[str, list[tuple[str, str]]]:
-    """Run every row for every seed; {row label: [(run_id, model name in the store)]}."""
+def _spec(plan: Plan, base: dict, kind: str, depth: int, **sections):
+    return apply_preset(plan.config_preset, {**base, "backbone": {**base.get("backbone", {}), "depth": depth},
+                                             **sections}, kind)
+
+
+def row_order(plan: Plan) -> list[str]:
+    """The report's rows, top to bottom."""
+    m, n = plan.teacher_depth, plan.student_depth
+    return ["Popularity", "SASRec", f"E4SRec_{m} (teacher)", f"E4SRec_{n} (no distillation)"] + \
+        [f"SLMRec {n}<-{m} ({label})" for label in LAMBDAS if label != "no distillation"]
+
+
+def run_rows(paths: Paths, dataset: str, plan: Plan, overrides: dict, log,
+             execute: bool = True) -> dict[str, list[tuple[str, str]]]:
+    """Run every row for every seed; {row label: [(run_id, model name in the store)]}.
+
+    The two rows the comparison hinges on (E4SRec_N without distillation and SLMRec with all
+    terms) run for every seed before the ablations, so a cut-short reproduction still answers it.
+    With `execute` False nothing runs: missing runs are queued (for a worker) and left out.
+    """
     rows: dict[str, list[tuple[str, str]]] = {}
     m, n = plan.teacher_depth, plan.student_depth
-    for seed in plan.seeds:
+    jobs = [(seed, label) for label in ("no distillation", "all") for seed in plan.seeds]
+    jobs += [(seed, label) for seed in plan.seeds[:plan.ablation_seeds or None] for label in LAMBDAS
+             if label not in ("no distillation", "all")]
+    for seed, label in jobs:
         base = {"data": {"dataset": dataset}, "train": {"seed": seed}}
         for section, values in overrides.items():
             base.setdefault(section, {}).update(values)
-        teacher_base = {**base, "train": {**base["train"], "seed": plan.seeds[0] if plan.shared_teacher else seed}}
-        teacher = apply_preset(plan.config_preset,
-                               {**teacher_base, "backbone": {**base.get("backbone", {}), "depth": m}}, "teacher")
-        ids = pipeline.plan(paths, teacher)
-        _execute(paths, ids, log)
+        teacher_seed = plan.seeds[0] if plan.shared_teacher else seed
+        ids = pipeline.plan(paths, _spec(plan, {**base, "train": {**base["train"], "seed": teacher_seed}}, "teacher", m))
+        if not _execute(paths, ids, log, execute):
+            continue
         sasrec_id, teacher_id = ids[0], ids[-1]
-        if not (plan.shared_teacher and seed != plan.seeds[0]):
-            rows.setdefault("Popularity", []).append((sasrec_id, "popularity"))
-            rows.setdefault("SASRec", []).append((sasrec_id, "sasrec"))
-            rows.setdefault(f"E4SRec_{m} (teacher)", []).append((teacher_id, "teacher"))
-        for label, (cos, norm, sup) in LAMBDAS.items():
-            if label not in ("no distillation", "all") and plan.ablation_seeds and \
-                    plan.seeds.index(seed) >= plan.ablation_seeds:
-                continue
-            distill = {"teacher_run": teacher_id, "blocks": plan.blocks, "lambda_cos": cos, "lambda_norm": norm,
-                       "lambda_sup": sup}
-            student = apply_preset(plan.config_preset, {**base, "backbone": {**base.get("backbone", {}), "depth": n},
-                                                        "distill": distill}, "student")
-            ids = pipeline.plan(paths, student)
-            _execute(paths, ids, log)
+        for name, model, run_id in (("Popularity", "popularity", sasrec_id), ("SASRec", "sasrec", sasrec_id),
+                                    (f"E4SRec_{m} (teacher)", "teacher", teacher_id)):
+            if (run_id, model) not in rows.get(name, []):
+                rows.setdefault(name, []).append((run_id, model))
+        cos, norm, sup = LAMBDAS[label]
+        distill = {"teacher_run": teacher_id, "blocks": plan.blocks, "lambda_cos": cos, "lambda_norm": norm,
+                   "lambda_sup": sup}
+        ids = pipeline.plan(paths, _spec(plan, base, "student", n, distill=distill))
+        if _execute(paths, ids, log, execute):
             name = f"E4SRec_{n} (no distillation)" if label == "no distillation" else f"SLMRec {n}<-{m} ({label})"
             rows.setdefault(name, []).append((ids[-1], "student"))
-    return rows
+    return {name: rows[name] for name in row_order(plan) if name in rows}
 
 
 def _test_metrics(paths: Paths, run_id: str, model: str) -> dict[str, float]:
