@@ -109,10 +109,11 @@ def depth_sweep(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Fig
 
 
 def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
-    """Bars of a metric per run, one panel per protocol, with 95% bootstrap intervals where known."""
+    """Bars of a metric per run or seed group (mean), one panel per protocol, with 95% bootstrap intervals."""
     frame = table.assign(plus=table["ci_high"] - table["value"], minus=table["value"] - table["ci_low"])
+    hover = [c for c in ("seeds", "std", "users") if c in frame.columns]  # std: over seeds
     fig = px.bar(frame, x="label", y="value", color="label", facet_col="protocol", error_y="plus",
-                 error_y_minus="minus", labels={"value": metric, "label": ""})
+                 error_y_minus="minus", labels={"value": metric, "label": ""}, hover_data=hover)
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.update_xaxes(showticklabels=False)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1] + " ranking"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from app import stats
 from app.context import Store
 
 METRIC_ORDER = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
@@ -65,6 +66,11 @@ def run_label(row) -> str:
         what += f" “{row.name}”"
     when = pd.Timestamp(row.created_at).strftime("%m-%d %H:%M:%S") if pd.notna(row.created_at) else ""
     return f"{what} · {when} · {row.run_id[-6:]}"
+
+
+def seed_groups(store: Store) -> pd.DataFrame:
+    """(run_id, group, seed) of every run (app/stats.py `seed_groups`), memoised until the runs change."""
+    return store.cached(("seed_groups",), ["runs"], lambda: stats.seed_groups(runs(store)))
 
 
 FINAL_SQL = """

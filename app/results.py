@@ -1,10 +1,15 @@
-"""The Results page's tables: the reproduction table, the config diff, and the frames its charts plot."""
+"""The Results page's tables: the reproduction table, the config diff, and the frames its charts plot.
+
+Rows are units (app/stats.py): single runs, or seed groups shown as mean ± std over their seeds.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pandas as pd
+
+from app import stats
 
 # PAPER.md section 6: sampled 1+999, percent (HR@1 / MRR), Amazon Movies and TV.
 PAPER_MOVIE = {"SASRec": (5.57, 12.08), "E4SRec, 32 layers": (14.74, 19.74), "E4SRec, 8 layers": (13.32, 18.46),
@@ -27,15 +32,16 @@ def paper_name(row) -> str:
     return f"SLMRec {depth}←{teacher}"
 
 
-def reproduction_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per run in the paper's terms; metrics in percent, both protocols, paper values beside."""
+def reproduction_table(units: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit (app/stats.py) in the paper's terms; percent (mean ± std over seeds), paper values beside."""
     rows = []
-    for _, run in runs.iterrows():
-        mine = metrics[(metrics["run_id"] == run["run_id"]) & (metrics["model"] == run["kind"])]
-        values = {(p, m): v for p, m, v in zip(mine["protocol"], mine["metric"], mine["value"])}
-        name = paper_name(run)
-        row = {"model": name, "run": run["label"], "dataset": run["dataset"]}
-        row.update({f"{m} ({p}) %": round(100 * values[(p, m)], 2) if (p, m) in values else None
+    for _, unit in units.iterrows():
+        mine = summary[(summary["unit"] == unit["unit"]) & (summary["model"] == unit["kind"])]
+        values = {(p, m): (mean, std, n) for p, m, mean, std, n in
+                  zip(mine["protocol"], mine["metric"], mine["mean"], mine["std"], mine["n"])}
+        name = paper_name(unit)
+        row = {"model": name, "run": unit["label"], "dataset": unit["dataset"], "seeds": int(unit["n"])}
+        row.update({f"{m} ({p}) %": stats.cell(*values[(p, m)], digits=2, scale=100) if (p, m) in values else None
                     for p, m in REPRO_COLUMNS})
         paper = PAPER_MOVIE.get(name.split(" (")[0])
         row["paper Movie HR@1 / MRR (sampled) %"] = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else ""
@@ -75,14 +81,23 @@ def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
     return frame[differs].reset_index(names="setting")
 
 
-def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Finished teacher and student runs: depths, blocks, lambdas, lr and the final full-ranking metric."""
+def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
+                   groups: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Finished teacher and student runs: depths, blocks, lambdas, lr and the final full-ranking metric.
+
+    With `groups` (app/stats.py `seed_groups`), one line per seed group: the metric's mean over its seeds.
+    """
     trained = runs[runs["kind"].isin(["teacher", "student"]) & (runs["status"] == "done")]
     final = metrics[(metrics["protocol"] == "full") & (metrics["metric"] == metric)]
     final = final[final["model"] == final["run_id"].map(dict(zip(runs["run_id"], runs["kind"])))]
     frame = trained.merge(final[["run_id", "value"]], on="run_id")
     if frame.empty:
         return frame
+    if groups is not None:
+        frame = frame.merge(groups[["run_id", "group"]], on="run_id", how="left")
+        frame["group"] = frame["group"].fillna(frame["run_id"])
+        value = frame.groupby("group")["value"].mean()
+        frame = frame.drop_duplicates("group").assign(value=lambda f: f["group"].map(value))
     teacher = frame["kind"] == "teacher"
     return pd.DataFrame({
         "run": frame["label"], "teacher layers": frame["teacher_depth"],
@@ -92,12 +107,13 @@ def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd
         "lr": frame["lr"], metric: frame["value"]}).fillna(0)
 
 
-def tradeoff_frame(runs: pd.DataFrame, table: pd.DataFrame, timings: pd.DataFrame) -> pd.DataFrame:
-    """Runs with inference parameters, measured inference seconds and the metric with its interval."""
-    infer = timings.groupby("run_id", as_index=False)["seconds"].sum().rename(columns={"seconds": "inference_s"})
-    full = table[table["protocol"] == "full"][["run_id", "model", "value", "ci_low", "ci_high"]]
-    frame = full.merge(runs[["run_id", "label", "kind", "inference_params"]], on="run_id").merge(infer, on="run_id",
-                                                                                                 how="left")
-    frame = frame[frame["model"] == frame["kind"]]
-    names = {row["run_id"]: paper_name(row) for _, row in runs.iterrows()}
-    return frame.assign(short=frame["run_id"].map(names)).dropna(subset=["inference_params"])
+def tradeoff_frame(units: pd.DataFrame, table: pd.DataFrame, timings: pd.DataFrame,
+                   members: pd.DataFrame) -> pd.DataFrame:
+    """Units with inference parameters, inference seconds (mean over the unit's runs) and the metric's interval."""
+    seconds = timings.groupby("run_id")["seconds"].sum()
+    infer = members.assign(inference_s=members["run_id"].map(seconds)).groupby("unit")["inference_s"].mean()
+    full = table[table["protocol"] == "full"][["unit", "model", "value", "std", "seeds", "ci_low", "ci_high"]]
+    frame = full.merge(units[["unit", "label", "kind", "inference_params"]], on="unit")
+    frame = frame[frame["model"] == frame["kind"]].assign(inference_s=lambda f: f["unit"].map(infer))
+    names = {row["unit"]: paper_name(row) for _, row in units.iterrows()}
+    return frame.assign(short=frame["unit"].map(names)).dropna(subset=["inference_params"])

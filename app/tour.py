@@ -211,11 +211,13 @@ def _out_results(t, store, runs, found, done) -> None:
         widgets.empty("Press **Run** to train the student with and without distillation, then compare.")
         return
     chosen = runs[runs["run_id"].isin(list(done.values()))]
+    members = stats.members(chosen, stats.seed_groups(chosen), list(chosen["run_id"]), grouped=False)
+    units = stats.units(chosen, members)
     final = queries.final_metrics(store, list(chosen["run_id"]))
-    widgets.table(results.reproduction_table(chosen, final), "tour_reproduction")
+    widgets.table(results.reproduction_table(units, stats.summarise(final, members)), "tour_reproduction")
     ranks = queries.final_ranks(store, list(chosen["run_id"]))
     if not ranks.empty:
-        table = stats.metric_table(ranks, "NDCG@10").merge(chosen[["run_id", "kind", "label"]], on="run_id")
+        table = stats.metric_table(ranks, "NDCG@10", members).merge(units[["unit", "kind", "label"]], on="unit")
         table = table[table["model"] == table["kind"]]
         widgets.chart(figures.metric_bars(table, "NDCG@10"), table, "tour_ci")
 

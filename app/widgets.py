@@ -32,10 +32,10 @@ def csv_download(data: pd.DataFrame, key: str, label: str = "Data as CSV") -> No
                        key=f"{key}_csv", on_click="ignore", icon=":material/download:")
 
 
-def table(data: pd.DataFrame, key: str, **kwargs) -> None:
-    """A dataframe and its CSV."""
+def table(data: pd.DataFrame, key: str, csv: pd.DataFrame | None = None, **kwargs) -> None:
+    """A dataframe and its CSV (`csv`, e.g. the numbers behind a table of formatted text, else `data`)."""
     st.dataframe(data, key=f"{key}_table", hide_index=True, **kwargs)
-    csv_download(data, key)
+    csv_download(data if csv is None else csv, key)
 
 
 def empty(message: str) -> None:

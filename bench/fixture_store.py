@@ -5,6 +5,9 @@ sasrec, a teacher, a student and an analysis run (specs from core.config presets
 core.pipeline links them), and their metrics, ranks, losses, similarity and timings rows through
 EventWriter.append_columns. Values are random but shaped like real ones (deeper is a bit better).
 Plus one running, one queued, one failed run. Also a toy dataset in data/raw/toy/toy.csv.
+
+`build_seed_store(root)` writes seed groups with planted ranks instead, for the Results page's
+seed-aggregation and paired-comparison tests (their numbers can be worked out by hand).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import apply_preset, settings_hash, to_dict
+from core.eval.metrics import metrics_from_ranks
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
@@ -149,3 +153,50 @@ def build_store(root: Path, pipelines: int = 3, valid_steps: int = 5, users: int
     first["failed"] = _create(paths, spec, status="failed", error="ValueError: a test failure")
     run_store.append_log(paths.runs, first["failed"], "step 1\nTraceback: ValueError: a test failure")
     return first
+
+
+PLANTED_USERS = 40
+
+
+def planted_ranks(hits: int, users: int = PLANTED_USERS) -> np.ndarray:
+    """Ranks with HR@10 = hits / users: the first `hits` users rank the target 3rd (0-based 2), the rest 50th."""
+    return np.where(np.arange(users) < hits, 2, 49).astype(np.int64)
+
+
+def write_planted(paths: Paths, spec, ranks: np.ndarray, step: int = 1) -> str:
+    """A finished run whose test ranks (both protocols) are `ranks` and whose metrics are computed from them."""
+    run_id = _create(paths, spec)
+    model, users = spec.kind, len(ranks)
+    values = metrics_from_ranks(ranks)
+    with EventWriter(paths.runs / run_id) as events:
+        events.append("metrics", [{"step": step, "split": "test", "protocol": protocol, "model": model, "layer": None,
+                                   "metric": metric, "value": value}
+                                  for protocol in PROTOCOLS for metric, value in values.items()])
+        for protocol in PROTOCOLS:
+            events.append_columns("ranks", {"step": np.full(users, step), "split": ["test"] * users,
+                                            "protocol": [protocol] * users, "model": [model] * users,
+                                            "layer": [None] * users, "user_id": np.arange(users), "rank": ranks})
+    return run_id
+
+
+def build_seed_store(root: Path) -> dict:
+    """Teacher seed groups over 40 users with planted HR@10, and one run on other data.
+
+    "base" (depth 4): seeds 0, 1, 2 with HR@10 0.25, 0.50, 0.75 (mean 0.5, sample std 0.25).
+    "same" (depth 4, lr 2e-3): the same ranks seed by seed, so no difference at all.
+    "better" (depth 8): every user's target first in every seed (HR@10 1.0).
+    "other": one depth-4 run, seed 0, on the dataset "other". Returns {name: {seed: run_id}}.
+    """
+    paths = Paths(root)
+    write_toy_csv(root)
+    plan = {"base": ({}, {0: 10, 1: 20, 2: 30}), "same": ({"train": {"lr": 2e-3}}, {0: 10, 1: 20, 2: 30}),
+            "better": ({"backbone": {"depth": 8}}, {0: 40, 1: 40, 2: 40}),
+            "other": ({"data": {"dataset": "other"}}, {0: 10})}
+    ids: dict = {}
+    for name, (overrides, hits) in plan.items():
+        for seed, count in hits.items():
+            sections = {"data": {"dataset": "toy"}, "backbone": {"depth": 4}, **overrides}
+            sections["train"] = {**sections.get("train", {}), "seed": seed}
+            spec = apply_preset("tiny", sections, "teacher")
+            ids.setdefault(name, {})[seed] = write_planted(paths, spec, planted_ranks(count))
+    return ids

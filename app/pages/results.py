@@ -1,8 +1,12 @@
-"""Results: both ranking protocols side by side, the reproduction table, config diff and trade-offs."""
+"""Results: both protocols, 95% intervals, paired comparisons, the reproduction table, config diff, trade-offs.
+
+With "Group seeds" on, each row is a seed group (runs that differ only in train.seed): mean ± std over seeds.
+"""
 
 import streamlit as st
 
 from app import context, figures, queries, results, stats, widgets
+from core.compare import CompareError
 
 st.title("Results")
 store = context.store()
@@ -17,17 +21,20 @@ labels = dict(zip(done["run_id"], done["label"]))
 if "results_runs" not in st.session_state:
     chosen = [r for r in st.session_state.get("runs_compare", []) if r in labels]
     st.session_state["results_runs"] = chosen or list(done["run_id"][:5])
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
 selected = c1.multiselect("Runs", list(labels), format_func=labels.get, key="results_runs",
                           help="Pick runs here or under Compare on the Runs page.")
 metric = c2.selectbox("Metric", list(stats.METRICS), index=stats.METRICS.index("NDCG@10"), key="results_metric")
+grouped = c3.toggle("Group seeds", value=True, key="results_group_seeds",
+                    help="A picked run brings every finished run with the same settings except train.seed; "
+                         "each row then shows mean ± std (sample) over the seeds, n in 'seeds'.")
 if not selected:
     widgets.empty("Pick one or more runs above.")
     st.stop()
-chosen = done[done["run_id"].isin(selected)]
-final = queries.final_metrics(store, selected)
-final = final.merge(chosen[["run_id", "kind", "label"]], on="run_id")
-mine = final[final["model"] == final["kind"]]
+groups = queries.seed_groups(store)
+members = stats.members(done, groups, selected, grouped)
+units = stats.units(done, members)
+summary = stats.summarise(queries.final_metrics(store, list(members["run_id"])), members)
 
 st.header("Both protocols")
 st.caption("Full ranking over every item (history masked) is primary; sampled ranks the target among 999 fixed "
@@ -36,29 +43,54 @@ left, right = st.columns(2)
 for column, protocol in ((left, "full"), (right, "sampled")):
     with column:
         st.subheader(f"{protocol} ranking")
-        wide = queries.wide_final(mine, protocol)
+        wide = stats.wide(summary, members, protocol)
         if wide.empty:
             widgets.empty(f"No {protocol}-ranking test metrics for these runs.")
             continue
-        wide.insert(0, "run", wide["run_id"].map(labels))
-        widgets.table(wide.drop(columns=["run_id", "model"]).round(4), f"results_{protocol}")
+        widgets.table(wide, f"results_{protocol}", csv=summary[summary["protocol"] == protocol])
 
-ranks = queries.final_ranks(store, selected)
+ranks = queries.final_ranks(store, list(members["run_id"]))
 if ranks.empty:
     widgets.empty("No per-user ranks stored for these runs, so no confidence intervals.")
 else:
-    table = stats.metric_table(ranks, metric).merge(chosen[["run_id", "kind", "label"]], on="run_id")
+    table = stats.metric_table(ranks, metric, members).merge(units[["unit", "kind", "label"]], on="unit")
     table = table[table["model"] == table["kind"]]
     widgets.chart(figures.metric_bars(table, metric), table, "results_ci")
 
+st.header("Paired comparison")
+options = list(units["unit"])
+if len(options) < 2:
+    widgets.empty("Pick two or more runs (or seed groups) to compare them user by user.")
+else:
+    for key in ("results_pair_a", "results_pair_b"):
+        if st.session_state.get(key) not in options:
+            st.session_state.pop(key, None)
+    unit_labels = dict(zip(units["unit"], units["label"]))
+    a_col, b_col = st.columns(2)
+    unit_a = a_col.selectbox("A", options, index=0, format_func=unit_labels.get, key="results_pair_a")
+    unit_b = b_col.selectbox("B", options, index=1, format_func=unit_labels.get, key="results_pair_b")
+    if unit_a == unit_b:
+        widgets.empty("Pick two different runs for A and B.")
+    else:
+        try:
+            paired = stats.paired_table(ranks, members, done, unit_a, unit_b, metric)
+        except CompareError as exc:
+            st.warning(f"Not compared: {exc}", icon=":material/block:")
+        else:
+            st.caption(f"{metric} of A − B over the same test users: the mean difference, its paired 95% bootstrap "
+                       "interval (1,000 resamples of users) and a sign-flip permutation p-value. **significant** "
+                       "only when the interval excludes 0; otherwise the difference is inside the noise. Seed "
+                       "groups are paired seed by seed; their 'all' row averages each user over the seeds.")
+            widgets.table(paired.round(4), "results_paired")
+
 st.header("Reproduction table")
-st.caption("Rows in the paper's terms; percent. The paper's column is Amazon Movies and TV (sampled 1+999): "
-           "a reference for the shape of the result, not the same data.")
-widgets.table(results.reproduction_table(chosen, mine), "results_reproduction")
+st.caption("Rows in the paper's terms; percent (mean ± std over seeds). The paper's column is Amazon Movies and TV "
+           "(sampled 1+999): a reference for the shape of the result, not the same data.")
+widgets.table(results.reproduction_table(units, summary), "results_reproduction")
 
 st.header("What differs between these runs")
-diff = results.config_diff(chosen)
-if len(chosen) < 2:
+diff = results.config_diff(units)
+if len(units) < 2:
     widgets.empty("Pick two or more runs to compare their settings.")
 elif diff.empty:
     st.write("Their settings are identical.")
@@ -67,7 +99,7 @@ else:
 
 st.header("Settings against quality")
 all_final = queries.final_metrics(store, list(runs[runs["status"] == "done"]["run_id"]))
-parallel = results.parallel_frame(runs, all_final, metric)
+parallel = results.parallel_frame(runs, all_final, metric, groups if grouped else None)
 if len(parallel) < 2:
     widgets.empty("Needs two or more finished teacher or student runs.")
 else:
@@ -78,7 +110,7 @@ st.header("Cost against quality")
 if ranks.empty:
     widgets.empty("Needs stored ranks of the selected runs.")
 else:
-    trade = results.tradeoff_frame(runs, table, queries.timings(store, "inference"))
+    trade = results.tradeoff_frame(units, table, queries.timings(store, "inference"), members)
     if trade.empty:
         widgets.empty("None of the selected runs reports its inference parameters yet (teacher and student runs "
                       "do when they finish).")

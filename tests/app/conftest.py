@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts, not an installed package
 
-from bench.fixture_store import build_store  # noqa: E402
+from bench.fixture_store import build_seed_store, build_store  # noqa: E402
 
 PAGES = ("tour", "data", "launch", "runs", "layers", "results")
 
@@ -76,3 +76,17 @@ def figures():
 def run_folders():
     """run_folders(root) -> the run ids under root/data/runs."""
     return _run_folders
+
+
+@pytest.fixture(scope="session")
+def seed_project(tmp_path_factory):
+    """A read-only project of teacher seed groups with planted ranks (bench/fixture_store.py build_seed_store)."""
+    root = tmp_path_factory.mktemp("seeds")
+    return root, build_seed_store(root)
+
+
+@pytest.fixture
+def seeded(seed_project, monkeypatch):
+    root, ids = seed_project
+    monkeypatch.setenv("SLMREC_ROOT", str(root))
+    return root, ids

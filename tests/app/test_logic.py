@@ -1,5 +1,5 @@
-"""The app's non-UI logic: metrics from ranks and bootstrap intervals, parameter estimates, datasets,
-config diff, aligned pairs, the run finder."""
+"""The app's non-UI logic: metrics and intervals from ranks (core's statistics), seed groups, parameter
+estimates, datasets, config diff, aligned pairs, the run finder."""
 
 import json
 from pathlib import Path
@@ -9,36 +9,42 @@ import pandas as pd
 import pytest
 
 from app import datasets, launch, layers, results, stats
+from core.compare import CompareError, pair_seeds
+from core.config import apply_preset, to_dict
 from core.data.errors import DataError
-from core.eval.metrics import metrics_from_ranks
+from core.eval.metrics import per_user_metric
+from core.eval.stats import bootstrap_ci
 from core.store.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_metrics_from_ranks_match_core():
-    ranks = np.random.default_rng(0).integers(0, 50, 500)
-    expected = metrics_from_ranks(ranks)
-    for metric in stats.METRICS:
-        assert stats.per_user(ranks, metric).mean() == pytest.approx(expected[metric])
-
-
-def test_bootstrap_interval_is_seeded_and_covers_the_mean():
-    values = np.random.default_rng(1).random(300)
-    low, high = stats.bootstrap_ci(values, n_boot=500, seed=0)
-    assert (low, high) == stats.bootstrap_ci(values, n_boot=500, seed=0)
-    assert low < values.mean() < high
-    # the percentile interval of the mean is about mean +- 1.96 standard errors
-    se = values.std(ddof=1) / np.sqrt(len(values))
-    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.15)
-
-
-def test_metric_table_per_run_and_protocol():
+def test_metric_table_per_run_and_protocol_uses_core_statistics():
     ranks = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 4, "model": "teacher", "protocol": "full",
                           "user_id": [0, 1, 2, 3] * 2, "rank": [0, 1, 20, 30, 0, 0, 0, 99]})
-    table = stats.metric_table(ranks, "HR@10", n_boot=200).set_index("run_id")
+    table = stats.metric_table(ranks, "HR@10", resamples=200).set_index("run_id")
     assert table.loc["a", "value"] == 0.5 and table.loc["b", "value"] == 0.75
-    assert table.loc["a", "users"] == 4
+    assert table.loc["a", "users"] == 4 and table.loc["a", "seeds"] == 1
+    core = bootstrap_ci(per_user_metric(np.array([0, 1, 20, 30]), "HR@10"), resamples=200)
+    assert (table.loc["a", "ci_low"], table.loc["a", "ci_high"]) == (core.low, core.high)  # one implementation
+
+
+def test_seed_groups_follow_run_references():
+    def spec(kind, seed, **sections):
+        return json.dumps(to_dict(apply_preset("tiny", {"train": {"seed": seed}, **sections}, kind)))
+
+    runs = pd.DataFrame({"run_id": ["s0", "s1", "t0", "t1", "t2", "bad"],
+                         "spec": [spec("sasrec", 0), spec("sasrec", 1), spec("teacher", 0, sasrec_run="s0"),
+                                  spec("teacher", 1, sasrec_run="s1"),
+                                  spec("teacher", 0, sasrec_run="s0", backbone={"depth": 2}),
+                                  json.dumps({"kind": "teacher", "unknown": 1})]})
+    groups = stats.seed_groups(runs).set_index("run_id")
+    assert groups.loc["s0", "group"] == groups.loc["s1", "group"]
+    assert groups.loc["t0", "group"] == groups.loc["t1", "group"]  # each refers to its own seed's SASRec
+    assert groups.loc["t2", "group"] != groups.loc["t0", "group"]
+    assert groups.loc["bad", "group"] == "bad" and list(groups["seed"]) == [0, 1, 0, 1, 0, 0]
+    with pytest.raises(CompareError, match="different seeds"):
+        pair_seeds({0: "t0", 1: "t1"}, {0: "t2"})
 
 
 def test_layer_parameters_of_smollm2():
