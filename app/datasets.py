@@ -22,6 +22,7 @@ from core.data.sources import FORMATS, detect_format, resolve_source
 from core.store.paths import Paths
 
 MAX_UPLOAD_MB = 200
+MAX_NAMED_MB = 1024  # a file path typed on the Data page; larger files go in a data/raw/<name>/ folder
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -37,6 +38,16 @@ def list_datasets(paths: Paths) -> list[str]:
 def locate(paths: Paths, dataset: str) -> Path:
     """The interaction file of a dataset setting; DataError (with core's message) if there is none."""
     return resolve_source(dataset, paths.data_root)
+
+
+def locate_named(paths: Paths, path: str) -> Path:
+    """A file path typed on the Data page: inside data/ (see `locate`) and at most MAX_NAMED_MB."""
+    source = locate(paths, path)
+    size = source.stat().st_size
+    if size > MAX_NAMED_MB << 20:
+        raise DataError(f"{source}: {size / 2**20:,.0f} MB is over the limit of {MAX_NAMED_MB} MB for a file named "
+                        f"here; move it into a dataset folder data/raw/<name>/ and pick that name instead")
+    return source
 
 
 def save_upload(paths: Paths, name: str, filename: str, content: bytes) -> Path:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from core.cli import _print_rows, add_run_options, spec_from_args
-from core.config import ConfigError, RunSpec, check_blocks
+from core.config import ConfigError, RunSpec, check_blocks, depth_warning
 from core.store.paths import Paths
 
 
@@ -71,6 +71,23 @@ def _run_summary(paths: Paths, run_ids: list[str]) -> dict:
                      for r, s in states.items()]}
 
 
+def _warn_depths(paths: Paths, spec: RunSpec, teacher_depth: int | None = None) -> None:
+    """Print (to stderr, so --json output stays JSON) a warning for a student not shallower than its teacher."""
+    from core.store import runs as run_store  # noqa: PLC0415
+
+    if spec.kind != "student":
+        return
+    if teacher_depth is None and spec.distill.teacher_run:
+        try:
+            teacher = run_store.read_spec(paths.runs, spec.distill.teacher_run)["spec"]
+        except (OSError, ValueError, KeyError):
+            return  # an unknown teacher is reported by the run itself
+        teacher_depth = teacher.get("backbone", {}).get("depth")
+    warning = depth_warning(teacher_depth, spec.backbone.depth) if teacher_depth else None
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def cmd_run(args) -> int:
     """Plan the run and its missing parents, then execute each in this process."""
     from core import pipeline  # noqa: PLC0415
@@ -78,6 +95,7 @@ def cmd_run(args) -> int:
 
     paths = _paths(args)
     spec = spec_from_args(args)
+    _warn_depths(paths, spec)
     run_ids = pipeline.plan(paths, spec)
     for run_id in run_ids:
         state = run_store.read_state(paths.runs, run_id)
@@ -133,9 +151,13 @@ def cmd_submit(args) -> int:
 
     paths = _paths(args)
     if args.stage == "pipeline":
-        run_ids = pipeline.plan_pipeline(paths, *pipeline_specs(args))
+        specs = pipeline_specs(args)
+        _warn_depths(paths, specs[1], teacher_depth=specs[0].backbone.depth)
+        run_ids = pipeline.plan_pipeline(paths, *specs)
     else:
-        run_ids = pipeline.plan(paths, spec_from_args(args))
+        spec = spec_from_args(args)
+        _warn_depths(paths, spec)
+        run_ids = pipeline.plan(paths, spec)
     summary = _run_summary(paths, run_ids)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))

@@ -268,6 +268,14 @@ def check_blocks(teacher_depth: int, student_depth: int, blocks: int) -> None:
            f"student depth {student_depth}; valid B: {', '.join(map(str, options))}")
 
 
+def depth_warning(teacher_depth: int, student_depth: int) -> str | None:
+    """A warning (not an error) when the student is not shallower than its teacher."""
+    if student_depth < teacher_depth:
+        return None
+    return (f"warning: the student has {student_depth} layers and its teacher {teacher_depth}; distillation "
+            "is meant to make a shallower model (student layers < teacher depth)")
+
+
 # Presets: partial specs applied before explicit options. Sizes are chosen for the hardware each
 # names: `tiny` runs in seconds (tests, demos), `cpu-quick` in minutes on 2 cores.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

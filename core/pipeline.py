@@ -9,6 +9,7 @@ runs one queued run to an end state: done, failed or cancelled, never left "runn
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import threading
@@ -105,6 +106,18 @@ def _heartbeat(paths: Paths, run_id: str, stop: threading.Event, lock: threading
             run_store.update_state(paths.runs, run_id, heartbeat_at=run_store.now_iso())
 
 
+def failure_message(exc: BaseException, spec: RunSpec, paths: Paths) -> str:
+    """The error a failed run reports: the exception, plus advice for out-of-memory and a full disk."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
+        return (f"out of memory ({text}); try a smaller batch: train.batch_size={spec.train.batch_size} "
+                f"(--batch-size), or a shorter data.max_len or a shallower backbone.depth")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"the disk is full ({text}); free space on the disk holding {paths.root} and run it again "
+                "(it resumes from its last checkpoint; no half-written file was kept)")
+    return text
+
+
 def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: bool = False) -> dict:
     """Run one run to its end state and return its final state."""
     from core.stages.context import RunContext  # noqa: PLC0415 - imports torch
@@ -130,12 +143,17 @@ def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: boo
         final = {"status": "cancelled", "phase": "cancelled", "error": "interrupted (Ctrl-C)"}
     except Exception as exc:  # any failure ends the run as failed, with the traceback in its log
         ctx.log("".join(traceback.format_exception(exc)))
-        final = {"status": "failed", "phase": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        final = {"status": "failed", "phase": "failed", "error": failure_message(exc, spec, paths)}
     finally:
         stop.set()
         beat.join()
-        ctx.events.flush()
-        compact(paths.runs / run_id)
+        try:
+            ctx.events.flush()
+            compact(paths.runs / run_id)
+        except OSError as exc:  # a full disk must not leave the run "running": rows not written are lost
+            ctx.log(f"could not write the last result rows: {exc}")
+            if final.get("status") == "done":
+                final = {"status": "failed", "phase": "failed", "error": failure_message(exc, spec, paths)}
     ctx.log(f"{final['status']}" + (f": {final['error']}" if final.get("error") else ""))
     ctx.set_state(finished_at=run_store.now_iso(), eta_s=0, **final)
     return run_store.read_state(paths.runs, run_id)

@@ -26,6 +26,19 @@ def write_toy_dataset(root: Path, name: str = "toy", users: int = 60, items: int
     return path
 
 
+def toy_spec(kind: str, **sections):
+    """A `tiny`-preset spec on the toy dataset; dict sections update the preset, other values replace."""
+    from core.config import apply_preset
+
+    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 2}}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return apply_preset("tiny", base, kind)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project root holding data/raw/toy/toy.csv."""

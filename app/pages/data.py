@@ -35,7 +35,7 @@ with st.expander("Add a dataset"):
         path = st.text_input("…or a file path inside data/ (e.g. raw/mine/ratings.csv)", key="data_path_text")
         if st.form_submit_button("Use this file", icon=":material/folder_open:") and path.strip():
             try:
-                datasets.locate(paths, path.strip())
+                datasets.locate_named(paths, path.strip())
                 extra = st.session_state.setdefault("shared_extra_datasets", [])
                 if path.strip() not in extra:
                     extra.append(path.strip())

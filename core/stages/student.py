@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from core.config import RunSpec
+from core.config import RunSpec, depth_warning
 from core.data.prepare import prepare
 from core.stages.context import RunContext
 from core.stages.llm import (StageError, build_model, evaluate, examples, finish, load_finished_model,
@@ -50,6 +50,9 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
     prepared = prepare(spec.data, ctx.paths.data_root)
     teacher_spec, teacher = _teacher(ctx, spec)
     teacher_depth = teacher.num_layers if teacher is not None else spec.backbone.depth
+    warning = depth_warning(teacher_depth, spec.backbone.depth) if teacher is not None else None
+    if warning:
+        ctx.log(warning)
     pairs = block_pairs(teacher_depth, spec.backbone.depth, spec.distill.blocks)
     teacher_layers, student_layers = [t for t, _ in pairs], [s for _, s in pairs]
     sasrec_run = teacher_spec.sasrec_run if teacher_spec else spec.sasrec_run

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from core import pipeline
-from core.config import apply_preset
 from core.stages import student as student_stage
 from core.stages.context import RunContext
 from core.stages.llm import build_model, examples, load_finished_model, load_item_table
@@ -13,17 +12,10 @@ from core.store import checkpoints
 from core.store.paths import Paths
 from core.store.query import query
 from core.train.distill import block_pairs
-from tests.conftest import write_toy_dataset
+from tests.conftest import toy_spec, write_toy_dataset
 
 
-def spec(kind, **sections):
-    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 2}}
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            base.setdefault(key, {}).update(value)
-        else:
-            base[key] = value
-    return apply_preset("tiny", base, kind)
+spec = toy_spec
 
 
 @pytest.fixture(scope="module")

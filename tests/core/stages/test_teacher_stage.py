@@ -5,21 +5,15 @@ import json
 import pytest
 
 from core import pipeline
-from core.config import apply_preset
 from core.stages.llm import StageError
 from core.store import checkpoints
 from core.store.paths import Paths
 from core.store.query import query
+from tests.conftest import toy_spec
 
 
 def tiny(kind="teacher", **sections):
-    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 2, "checkpoint_every": 2}}
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            base.setdefault(key, {}).update(value)
-        else:
-            base[key] = value
-    return apply_preset("tiny", base, kind)
+    return toy_spec(kind, **{"train": {"checkpoint_every": 2, **sections.pop("train", {})}, **sections})
 
 
 def run_all(paths, spec):
