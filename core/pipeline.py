@@ -110,8 +110,12 @@ def failure_message(exc: BaseException, spec: RunSpec, paths: Paths) -> str:
     """The error a failed run reports: the exception, plus advice for out-of-memory and a full disk."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
-        return (f"out of memory ({text}); try a smaller batch: train.batch_size={spec.train.batch_size} "
-                f"(--batch-size), or a shorter data.max_len or a shallower backbone.depth")
+        if spec.kind == "sasrec":  # SASRec keeps its own batch size (core.config.SASRecConfig)
+            batch, others = f"sasrec.batch_size={spec.sasrec.batch_size} (in a --spec file)", "a shorter data.max_len"
+        else:
+            batch = f"train.batch_size={spec.train.batch_size} (--batch-size)"
+            others = "a shorter data.max_len or a shallower backbone.depth"
+        return f"out of memory ({text}); try a smaller batch: {batch}, or {others}"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return (f"the disk is full ({text}); free space on the disk holding {paths.root} and run it again "
                 "(it resumes from its last checkpoint; no half-written file was kept)")

@@ -13,8 +13,8 @@ st.title("Runs")
 st.caption("Runs are executed by the background worker (`slmrec worker`, started by `slmrec app`); "
            "this page only reads them, and can ask the worker to cancel one.")
 paths = context.paths()
-statuses = st.pills("Show", ["queued", "running", "done", "failed", "cancelled"], selection_mode="multi",
-                    default=["queued", "running", "done", "failed", "cancelled"], key="runs_statuses")
+statuses = st.pills("Show", [*run_store.STATUSES, "unknown"], selection_mode="multi",
+                    default=[*run_store.STATUSES, "unknown"], key="runs_statuses")
 
 
 frame = queries.runs(context.store())
@@ -43,6 +43,10 @@ def live_table(page_had_runs: bool):
     if unreadable:
         st.warning(f"{len(unreadable)} result file(s) cannot be read and are left out, e.g. "
                    f"{unreadable[0]['path']}: {unreadable[0]['error']}", icon=":material/warning:")
+    unknown = frame[frame["status"] == "unknown"]
+    if not unknown.empty:
+        st.warning(f"{len(unknown)} run folder(s) cannot be read and show as unknown, e.g. "
+                   f"{unknown['run_id'].iloc[0]}: {unknown['error'].iloc[0]}", icon=":material/warning:")
     view = live_table_frame(frame[frame["status"].isin(statuses or [])])
     st.dataframe(view, hide_index=True, column_config=TABLE_COLUMNS, key="runs_live_table", height=320)
     widgets.csv_download(view, "runs")

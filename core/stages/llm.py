@@ -132,7 +132,7 @@ def load_finished_model(ctx: RunContext, run_id: str) -> tuple[RunSpec, LLMRec]:
     spec = from_dict(run_store.read_spec(ctx.paths.runs, run_id)["spec"])
     folder = ctx.paths.checkpoints / run_id
     if not (folder / "model.safetensors").exists():
-        gone = "folder was removed" if not folder.exists() else "has no model.safetensors"
+        gone = "was removed" if not folder.exists() else "has no model.safetensors"
         raise StageError(f"run '{run_id}': its checkpoint folder {folder} {gone}, so its weights cannot be "
                          f"loaded; run that {spec.kind} again (or pick another finished run)")
     prepared = prepare(spec.data, ctx.paths.data_root)

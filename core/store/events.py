@@ -57,12 +57,17 @@ class EventWriter:
             self.flush()
 
     def flush(self) -> list[Path]:
-        """Write every buffered table as one new segment each; return the new files."""
+        """Write every buffered table as one new segment each; return the new files.
+
+        A table leaves the buffer once its segment is written, so after a failed write (a full
+        disk) a second flush retries only the tables not yet on disk.
+        """
         written = []
-        for table, parts in self._buffer.items():
-            written.append(self._write_segment(table, pa.concat_tables(parts)))
-        self._buffer.clear()
-        self._buffered_rows = 0
+        for table in list(self._buffer):
+            rows = pa.concat_tables(self._buffer[table])
+            written.append(self._write_segment(table, rows))
+            del self._buffer[table]
+            self._buffered_rows -= rows.num_rows
         return written
 
     def _write_segment(self, table: str, rows: pa.Table) -> Path:
