@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from core import pipeline
 from core.config import apply_preset
 from core.store import runs as run_store
@@ -129,13 +131,30 @@ def _costs(paths: Paths, run_id: str, model: str) -> dict[str, float]:
             "inference_s": manifest["inference_seconds"]}
 
 
+def user_ci(paths: Paths, runs: list[tuple[str, str]], protocol: str, metric: str = "NDCG@10") -> tuple[float, float]:
+    """95% bootstrap CI over test users of a row's metric (each user's value averaged over seeds)."""
+    from core.compare import resolve, user_ranks  # noqa: PLC0415
+    from core.eval.metrics import per_user_metric  # noqa: PLC0415
+    from core.eval.stats import bootstrap_ci  # noqa: PLC0415
+
+    per_seed = [user_ranks(paths, resolve(paths, f"{r}:{m}"), "test", protocol) for r, m in runs]
+    users = sorted(set.intersection(*(set(x) for x in per_seed)))
+    values = np.mean([per_user_metric(np.array([x[u] for u in users]), metric) for x in per_seed], axis=0)
+    ci = bootstrap_ci(values)
+    return ci.low, ci.high
+
+
 def summarise(paths: Paths, rows: dict[str, list[tuple[str, str]]]) -> list[dict]:
-    """Mean and std over seeds of every metric and cost, one dict per row."""
+    """Mean and std over seeds of every metric and cost, one dict per row, with user CIs of NDCG@10."""
     table = []
     for label, runs in rows.items():
         values = [_test_metrics(paths, r, m) | _costs(paths, r, m) for r, m in runs]
         out = {"model": label, "seeds": len(values), "run_ids": " ".join(r for r, _ in runs)}
+        for protocol in ("full", "sampled"):
+            out[f"{protocol}/NDCG@10 ci"] = user_ci(paths, runs, protocol)
         for key in values[0]:
+            if key.endswith(" ci"):
+                continue
             column = [v[key] for v in values if key in v]
             out[key] = statistics.fmean(column)
             out[key + " std"] = statistics.stdev(column) if len(column) > 1 else 0.0
@@ -173,6 +192,11 @@ def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Pla
     return lines + [""]
 
 
+def _ci(row: dict, protocol: str) -> str:
+    low, high = row[f"{protocol}/NDCG@10 ci"]
+    return f"[{100 * low:.2f}, {100 * high:.2f}]"
+
+
 def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float,
              extra: list[str] | None = None) -> str:
     """The report: one table per protocol, then costs and speed-ups."""
@@ -183,15 +207,20 @@ def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: f
                 if plan.shared_teacher else "")
              + (f"; the three ablation rows with the first {plan.ablation_seeds} seed(s) only"
                 if plan.ablation_seeds else "") + "). "
-             f"Test split, metrics in percent. Wall time {wall_s / 60:.1f} min.", ""]
+             f"Test split, metrics in percent. The CI column resamples test users (1,000 draws) "
+             f"of each user's NDCG@10 averaged over the row's seeds. Wall time {wall_s / 60:.1f} min.", ""]
     for protocol, title in (("full", "Full ranking over all items (primary)"),
                             ("sampled", "Sampled 1 + 999 negatives (the paper's protocol)")):
-        lines += [f"## {title}", "", "| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-        lines += ["| " + r["model"] + " | " + " | ".join(_cell(r, f"{protocol}/{m}") for m in METRICS) + " |"
-                  for r in table]
+        lines += [f"## {title}", "", "| model | seeds | " + " | ".join(METRICS) + " | NDCG@10 95% CI over users |",
+                  "|---" * (len(METRICS) + 3) + "|"]
+        lines += [f"| {r['model']} | {r['seeds']} | " + " | ".join(_cell(r, f"{protocol}/{m}") for m in METRICS)
+                  + " | " + _ci(r, protocol) + " |" for r in table]
         lines.append("")
     lines += extra or []
-    lines += ["## Cost", "", "| model | parameters at inference | train s / epoch | inference s |", "|---|---|---|---|"]
+    lines += ["## Cost", "", "Wall seconds of each run as it happened (training excludes its validation passes; inference "
+              "is the test evaluation of every user, both protocols). Runs that shared the machine with other "
+              "work are slower, so for controlled speed ratios use `slmrec bench`.", "",
+              "| model | parameters at inference | train s / epoch | inference s |", "|---|---|---|---|"]
     for r in table:
         if "params" in r:
             lines.append(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['train_s_per_epoch']:.1f} | "
