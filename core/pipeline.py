@@ -122,6 +122,19 @@ def failure_message(exc: BaseException, spec: RunSpec, paths: Paths) -> str:
     return text
 
 
+def _void_unresumable_rows(ctx) -> None:
+    """An attempt that starts over (no resumable state) hides every row an earlier attempt wrote.
+
+    A resumed attempt instead hides only what was written after its checkpoint (stages/common.fit).
+    """
+    from core.store.checkpoints import load_resume_state  # noqa: PLC0415
+    from core.store.segments import segment_seqs  # noqa: PLC0415
+
+    if segment_seqs(ctx.events.events_dir) and load_resume_state(ctx.checkpoint_dir) is None:
+        ctx.events.truncate_after(-1, void_from_seq=0)
+        ctx.log("starting over: rows of an earlier attempt without a checkpoint are hidden")
+
+
 def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: bool = False) -> dict:
     """Run one run to its end state and return its final state."""
     from core.stages.context import RunContext  # noqa: PLC0415 - imports torch
@@ -133,6 +146,7 @@ def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: boo
                      EventWriter(paths.runs / run_id), echo=echo)
     ctx.set_state(status="running", phase="start", started_at=run_store.now_iso(), pid=os.getpid(),
                   device=str(ctx.device), heartbeat_at=run_store.now_iso(), error=None)
+    _void_unresumable_rows(ctx)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(paths, run_id, stop, ctx._lock), daemon=True)
     beat.start()

@@ -93,3 +93,17 @@ def test_item_table_size_mismatch_is_refused(project):
     ctx = RunContext(sasrec_id, paths, device=None, events=None)
     with pytest.raises(StageError, match="has 30 items but the dataset has 31"):
         load_item_table(ctx, sasrec_id, 31)
+
+
+def test_a_restart_without_checkpoint_does_not_duplicate_rows(project):
+    paths = Paths(project)
+    spec = tiny(train={"checkpoint_every": 0})
+    ids = pipeline.plan(paths, spec)
+    assert pipeline.execute(paths, ids[0])["status"] == "done"
+    from core.store.events import EventWriter
+    with EventWriter(paths.runs / ids[1]) as writer:  # what a killed first attempt left behind
+        writer.append("losses", [{"step": 1, "epoch": 0.1, "name": "ce", "value": 9.0}])
+    assert pipeline.execute(paths, ids[1])["status"] == "done"
+    dupes = query(paths.data_root, "SELECT step, name, count(*) n FROM losses WHERE run_id = ? GROUP BY ALL "
+                                   "HAVING n > 1", [ids[1]])
+    assert dupes == [] and not query(paths.data_root, "SELECT * FROM losses WHERE value = 9.0")
