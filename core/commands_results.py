@@ -28,7 +28,7 @@ def cmd_reproduce(args) -> int:
         raise UserError(str(exc)) from exc
     table = reproduce.summarise(paths, rows)
     text = reproduce.markdown(table, args.dataset, args.preset, plan, time.perf_counter() - start,
-                              reproduce.significance(paths, rows, plan))
+                              reproduce.significance(paths, rows, plan), reproduce.run_time(paths, rows))
     md, csv_path = reproduce.write_report(Path(args.out), f"{args.dataset}-{args.preset}", table, text)
     print(text)
     print(f"written: {md} {csv_path}")

@@ -192,13 +192,28 @@ def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Pla
     return lines + [""]
 
 
+def run_time(paths: Paths, rows: dict[str, list[tuple[str, str]]]) -> str:
+    """How long the table's runs took: the sum of their wall times, and the span they ran in."""
+    from datetime import datetime  # noqa: PLC0415
+
+    states = [run_store.read_state(paths.runs, r) for r in {r for runs in rows.values() for r, _ in runs}]
+    spans = [(datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"]))
+             for s in states if s.get("started_at") and s.get("finished_at")]
+    if not spans:
+        return ""
+    total = sum((end - start).total_seconds() for start, end in spans)
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    return (f"The {len(spans)} runs took {total / 60:.1f} min of wall time in all, between "
+            f"{first:%Y-%m-%d %H:%M} and {last:%H:%M} UTC.")
+
+
 def _ci(row: dict, protocol: str) -> str:
     low, high = row[f"{protocol}/NDCG@10 ci"]
     return f"[{100 * low:.2f}, {100 * high:.2f}]"
 
 
 def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float,
-             extra: list[str] | None = None) -> str:
+             extra: list[str] | None = None, timing: str = "") -> str:
     """The report: one table per protocol, then costs and speed-ups."""
     lines = [f"# Reproduction on {dataset}, preset `{preset}`", "",
              f"Teacher depth {plan.teacher_depth}, student depth {plan.student_depth}, B = {plan.blocks}, "
@@ -208,7 +223,8 @@ def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: f
              + (f"; the three ablation rows with the first {plan.ablation_seeds} seed(s) only"
                 if plan.ablation_seeds else "") + "). "
              f"Test split, metrics in percent. The CI column resamples test users (1,000 draws) "
-             f"of each user's NDCG@10 averaged over the row's seeds. Wall time {wall_s / 60:.1f} min.", ""]
+             f"of each user's NDCG@10 averaged over the row's seeds. This report took {wall_s / 60:.1f} min to "
+             f"make (finished runs are reused). {timing}", ""]
     for protocol, title in (("full", "Full ranking over all items (primary)"),
                             ("sampled", "Sampled 1 + 999 negatives (the paper's protocol)")):
         lines += [f"## {title}", "", "| model | seeds | " + " | ".join(METRICS) + " | NDCG@10 95% CI over users |",
@@ -228,7 +244,7 @@ def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: f
     teacher = next((r for r in table if "(teacher)" in r["model"]), None)
     student = next((r for r in table if r["model"].endswith("(all)")), None)
     if teacher and student:
-        lines += ["", f"Student ({student['model']}) over teacher: training "
+        lines += ["", f"From these wall times, student ({student['model']}) over teacher: training "
                       f"{teacher['train_s_per_epoch'] / student['train_s_per_epoch']:.2f}x faster per epoch, "
                       f"inference {teacher['inference_s'] / student['inference_s']:.2f}x faster, "
                       f"{student['params'] / teacher['params']:.2f}x the parameters at inference."]
