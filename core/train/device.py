@@ -34,6 +34,21 @@ def autocast(device: torch.device, precision: str = "auto"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def inference_autocast(device: torch.device, precision: str = "auto"):
+    """Autocast for inference-only measurements: like `autocast`, but 'auto' also takes bf16 on a CPU
+    with native bf16 matrix units (AVX512-BF16/AMX), where it is about 1.8x faster than fp32."""
+    if precision == "auto" and device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return autocast(device, precision)
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
