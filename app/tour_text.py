@@ -51,12 +51,13 @@ both depths), and block k pairs the teacher's state after layer k·m with the st
 LOSS_FORMULA = r"""
 \mathcal{L} = \mathrm{CE}_{\text{student}}
  + \lambda_1\Big(1 - \tfrac{1}{B}\sum_k \cos(h_t^{(km)}, h_s^{(kn)})\Big)
- + \lambda_2\,\tfrac{1}{B}\sum_k \lVert h_t^{(km)} - h_s^{(kn)} \rVert^2
+ + \lambda_2\,\tfrac{1}{B}\sum_k \tfrac{1}{H}\lVert h_t^{(km)} - h_s^{(kn)} \rVert^2
  + \lambda_3\,\tfrac{1}{B-1}\sum_{k<B} \mathrm{CE}\big(\mathrm{adapter}_k(h_s^{(kn)})\big)
 """
 
 LOSS_AFTER = """
-The cosine term aligns feature directions, the norm term their magnitudes, and the
+The cosine term aligns feature directions, the norm term their magnitudes (the squared distance is
+divided by the hidden size H, so lambda 2 means the same at every model width), and the
 multiple-supervision term trains a small adapter at every block boundary to rank items on its own.
 This cell queues the whole pipeline (reusing the SASRec and teacher runs from cell 2), then an
 analysis of teacher against student: the CKA map below marks the aligned pairs.

@@ -41,7 +41,7 @@ class Plan:
 
 
 PLANS = {
-    "cpu": Plan("cpu-quick", 8, 4, 4, (0, 1, 2), shared_teacher=True, ablation_seeds=1),
+    "cpu": Plan("cpu-quick", 8, 4, 4, (0, 1, 2), shared_teacher=True),
     "paper": Plan("paper", 8, 4, 4, (0, 1, 2)),
     "tiny": Plan("tiny", 4, 2, 2, (0, 1)),
 }
