@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -19,7 +21,7 @@ from core.train.device import resolve_device
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slmrec bench")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["llm", "store", "data"], help="run one group only")
+    parser.add_argument("--only", choices=["llm", "store", "data", "app"], help="run one group only")
     parser.add_argument("--batch", type=int, help="override the batch size")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -35,7 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         emit(store.query_latency())
     if args.only in (None, "data"):
         emit(store.data_pipeline())
+    if args.only in (None, "app"):
+        emit(app_pages())
     return 0
+
+
+def app_pages() -> dict:
+    """Page render times on 200 runs and 1M metric rows (bench/app_pages.py, in its own process:
+    it points SLMREC_ROOT at a temporary store)."""
+    out = subprocess.run([sys.executable, "-m", "bench.app_pages"], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return {"bench": "app_pages", **json.loads(out.stdout)}
 
 
 if __name__ == "__main__":

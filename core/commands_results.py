@@ -89,6 +89,6 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("bench", help="throughput benchmarks, one JSON object per line")
     p.add_argument("--device", default="auto")
-    p.add_argument("--only", choices=["llm", "store", "data"])
+    p.add_argument("--only", choices=["llm", "store", "data", "app"])
     p.add_argument("--batch", type=int)
     p.set_defaults(handler=cmd_bench)
