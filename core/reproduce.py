@@ -172,7 +172,7 @@ def _cell(row: dict, key: str, percent: bool = True) -> str:
 def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Plan,
                  metrics: tuple[str, ...] = ("NDCG@10", "HR@10", "MRR")) -> list[str]:
     """Paired comparisons of SLMRec (all terms) against E4SRec_N without distillation, seed by seed."""
-    from core.compare import compare  # noqa: PLC0415
+    from core.compare import compare_seeds, resolve, user_ranks  # noqa: PLC0415
 
     n, m = plan.student_depth, plan.teacher_depth
     ours, base = rows.get(f"SLMRec {n}<-{m} (all)", []), rows.get(f"E4SRec_{n} (no distillation)", [])
@@ -181,14 +181,18 @@ def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Pla
              "CI (1,000 resamples), sign-flip permutation p-value. Significant only when the CI excludes 0.", "",
              "| seed | protocol | metric | SLMRec | E4SRec | difference [95% CI] | p | verdict |",
              "|---|---|---|---|---|---|---|---|"]
-    for seed, (a, _), (b, _) in zip(plan.seeds, ours, base):
-        for protocol in ("full", "sampled"):
-            for metric in metrics:
-                r = compare(paths, a, b, metric, "test", protocol)
-                verdict = ("SLMRec better" if r["low"] > 0 else "SLMRec worse") if r["significant"] else "inside the noise"
-                lines.append(f"| {seed} | {protocol} | {metric} | {100 * r['a_value']:.2f} | {100 * r['b_value']:.2f} | "
-                             f"{100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] | "
-                             f"{r['p_value']:.3f} | {verdict} |")
+    for protocol in ("full", "sampled"):
+        pairs = [(seed, user_ranks(paths, resolve(paths, a), "test", protocol),
+                  user_ranks(paths, resolve(paths, b), "test", protocol))
+                 for seed, (a, _), (b, _) in zip(plan.seeds, ours, base)]
+        for metric in metrics:
+            for r in compare_seeds(pairs, metric):  # one row per seed, then all seeds pooled per user
+                verdict = ("SLMRec better" if r["low"] > 0 else "SLMRec worse") if r["significant"] \
+                    else "inside the noise"
+                seed = "all (per-user mean)" if r["seed"] is None else r["seed"]
+                lines.append(f"| {seed} | {protocol} | {metric} | {100 * r['a_value']:.2f} | "
+                             f"{100 * r['b_value']:.2f} | {100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, "
+                             f"{100 * r['high']:+.2f}] | {r['p_value']:.3f} | {verdict} |")
     return lines + [""]
 
 
