@@ -266,26 +266,14 @@ def test_app_binds_to_localhost_by_default():
 
 # --- load ---------------------------------------------------------------------------------------
 
-_WRITER = """
-import sys, time
-from pathlib import Path
-from core.store.events import EventWriter
-writer = EventWriter(Path(sys.argv[1]))
-deadline = time.time() + float(sys.argv[2])
-step = 0
-while time.time() < deadline:
-    writer.append("losses", [{"step": step, "name": "total", "value": float(i)} for i in range(100)])
-    writer.flush()
-    step += 1
-    print(step, flush=True)  # segments written so far
-"""
+_WRITER = str(Path(__file__).resolve().parents[1] / "store_writer.py")
 
 
 def test_twenty_readers_and_a_full_speed_writer(tmp_path):
     paths = Paths(tmp_path)
     paths.runs.mkdir(parents=True)
     run_id = run_store.create_run(paths.runs, {}, "teacher")
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(paths.runs / run_id), str(LOAD_SECONDS)],
+    writer = subprocess.Popen([sys.executable, _WRITER, str(paths.runs / run_id), str(LOAD_SECONDS)],
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     reported = [0]

@@ -78,24 +78,12 @@ def test_sql_cannot_read_outside_the_runs(paths, tmp_path):
         query(paths.data_root, f"SELECT * FROM read_csv('{secret}')")
 
 
-_WRITER = """
-import sys, time
-from pathlib import Path
-from core.store.events import EventWriter
-writer = EventWriter(Path(sys.argv[1]))
-deadline = time.time() + float(sys.argv[2])
-step = 0
-while time.time() < deadline:
-    writer.append("losses", [{"step": step, "name": "total", "value": float(i)} for i in range(100)])
-    writer.flush()
-    step += 1
-print(step)
-"""
+_WRITER = str(Path(__file__).resolve().parents[2] / "store_writer.py")
 
 
 def test_reader_never_sees_partial_segments_while_writer_appends(paths):
     run_id = runs.create_run(paths.runs, {}, "teacher")
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(paths.runs / run_id), "2.0"], cwd=REPO_ROOT,
+    writer = subprocess.Popen([sys.executable, _WRITER, str(paths.runs / run_id), "2.0"], cwd=REPO_ROOT,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE)
     db, counts = ResultsDB(paths.data_root), []
     while writer.poll() is None:
@@ -103,7 +91,7 @@ def test_reader_never_sees_partial_segments_while_writer_appends(paths):
         (row,) = db.query("SELECT count(*) AS n, count(DISTINCT step) AS steps FROM losses")
         assert row["n"] == 100 * row["steps"]  # every visible segment is whole
         counts.append(row["n"])
-    segments = int(writer.stdout.read())
+    segments = int(writer.stdout.read().split()[-1])
     assert writer.returncode == 0 and segments > 5
     assert counts == sorted(counts) and len(counts) > 3  # counts only grow
     assert query(paths.data_root, "SELECT count(*) AS n FROM losses") == [{"n": 100 * segments}]
