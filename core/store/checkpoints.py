@@ -103,31 +103,37 @@ def check_safetensors_header(path: Path) -> None:
 
 
 def save_resume_state(ckpt_dir: Path, tensors: dict, state: dict) -> None:
-    """Write resume.safetensors and resume.json, tied by a shared token (see `load_resume_state`)."""
+    """Write resume-<token>.safetensors, then resume.json naming it: the JSON's atomic rename is the
+    commit point, so a crash between the two writes leaves the previous pair whole and loadable."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
-    _save_tensors(ckpt_dir / RESUME_FILE, tensors, metadata={_TOKEN_KEY: token})
-    write_json_atomic(ckpt_dir / RESUME_STATE_FILE, {"token": token, "state": state})
+    name = f"resume-{token}.safetensors"
+    _save_tensors(ckpt_dir / name, tensors, metadata={_TOKEN_KEY: token})
+    write_json_atomic(ckpt_dir / RESUME_STATE_FILE, {"token": token, "tensors": name, "state": state})
+    for old in [*ckpt_dir.glob("resume-*.safetensors"), ckpt_dir / RESUME_FILE]:
+        if old.name != name and old.exists():
+            old.unlink()
 
 
 def load_resume_state(ckpt_dir: Path, device: str = "cpu") -> tuple[dict, dict] | None:
-    """(tensors, state) saved by `save_resume_state`, or None if there is no resume state."""
+    """(tensors, state) saved by `save_resume_state`, or None if there is no committed resume state."""
     from safetensors import safe_open
 
     ckpt_dir = Path(ckpt_dir)
-    json_path, tensor_path = ckpt_dir / RESUME_STATE_FILE, ckpt_dir / RESUME_FILE
-    if not json_path.exists() and not tensor_path.exists():
-        return None
-    if not (json_path.exists() and tensor_path.exists()):
-        raise CheckpointError(f"{ckpt_dir}: resume state incomplete (needs {RESUME_FILE} and {RESUME_STATE_FILE})")
+    json_path = ckpt_dir / RESUME_STATE_FILE
+    if not json_path.exists():
+        return None  # nothing committed (tensors written before a crash are not a resume state)
     saved = read_json(json_path)
+    tensor_path = ckpt_dir / saved.get("tensors", RESUME_FILE)
+    if not tensor_path.exists():
+        raise CheckpointError(f"{ckpt_dir}: {json_path.name} names {tensor_path.name}, which is missing")
     check_safetensors_header(tensor_path)
     with safe_open(tensor_path, framework="pt") as f:
         token = (f.metadata() or {}).get(_TOKEN_KEY)
     if token != saved.get("token"):
-        raise CheckpointError(f"{ckpt_dir}: {RESUME_FILE} and {RESUME_STATE_FILE} come from different "
-                              "saves (a crash between the two writes); resume from an earlier checkpoint")
+        raise CheckpointError(f"{ckpt_dir}: {tensor_path.name} and {RESUME_STATE_FILE} come from different "
+                              "saves; resume from an earlier checkpoint")
     return load_safetensors(tensor_path, device), saved["state"]
 
 

@@ -251,7 +251,7 @@ def test_disk_full_while_writing_a_checkpoint(project, monkeypatch):
     assert state["error"].startswith("the disk is full (OSError: [Errno 28] No space left on device: ")
     folder = paths.checkpoints / run_id
     _no_partial_files(folder)
-    assert not (folder / "model.safetensors").exists() and not (folder / "resume.safetensors").exists()
+    assert not (folder / "model.safetensors").exists() and not list(folder.glob("resume*.safetensors"))
 
 
 # --- security -----------------------------------------------------------------------------------

@@ -109,13 +109,21 @@ def test_flatten_keeps_key_types_and_refuses_objects():
         flatten_state_dict({"f": lambda: 0})
 
 
-def test_resume_state_from_two_different_saves_is_refused(tmp_path):
+def test_a_crash_between_the_two_resume_writes_keeps_the_previous_state(tmp_path, monkeypatch):
+    from core.store import checkpoints
+
     save_resume_state(tmp_path, {"w": torch.ones(1)}, {"step": 1})
-    first = (tmp_path / "resume.json").read_bytes()
-    save_resume_state(tmp_path, {"w": torch.ones(1) * 2}, {"step": 2})
-    (tmp_path / "resume.json").write_bytes(first)  # as if the crash came between the two writes
-    with pytest.raises(CheckpointError, match="different saves"):
-        load_resume_state(tmp_path)
+
+    def crash(*_):
+        raise OSError("killed")
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints, "write_json_atomic", crash)  # killed after the tensors, before the JSON
+        with pytest.raises(OSError):
+            save_resume_state(tmp_path, {"w": torch.ones(1) * 2}, {"step": 2})
+    tensors, state = load_resume_state(tmp_path)
+    assert state == {"step": 1} and torch.equal(tensors["w"], torch.ones(1))
+    save_resume_state(tmp_path, {"w": torch.ones(1) * 3}, {"step": 3})  # the next save tidies up
+    assert len(list(tmp_path.glob("resume-*.safetensors"))) == 1 and load_resume_state(tmp_path)[1]["step"] == 3
     assert load_resume_state(tmp_path / "none") is None
 
 
