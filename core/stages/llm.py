@@ -99,7 +99,7 @@ def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role
          "samples_per_s": n_users / max(infer_s, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
          "device": str(ctx.device)}])
     counts = parameter_counts(model)
-    _, best_manifest = checkpoints.load_checkpoint(ctx.checkpoint_dir)
+    best_manifest = checkpoints.read_manifest(ctx.checkpoint_dir)  # the weights are already loaded
     best_manifest.update(parameters=counts, test_metrics=test, train_seconds=result.train_seconds,
                          inference_seconds=infer_s, **extra)
     checkpoints.write_manifest(ctx.checkpoint_dir, best_manifest)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 from core.config import RunSpec, TrainConfig
@@ -31,9 +30,9 @@ def sasrec_schedule(spec: RunSpec) -> TrainConfig:
                    grad_accum=1, warmup_ratio=0.0)
 
 
-def training_sequences(prepared) -> list[np.ndarray]:
-    """Each user's training items: everything before the validation target."""
-    return [s[:-2] for s in prepared.sequences]
+def training_sequences(prepared):
+    """Each user's training items: everything before the validation target (a view, no copies)."""
+    return prepared.sequences.truncated(2)
 
 
 def evaluate_model(ctx: RunContext, spec: RunSpec, prepared, model, split: str, step: int, name: str) -> dict:
