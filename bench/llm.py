@@ -17,7 +17,7 @@ from core.eval.ranking import full_ranks
 from core.models.backbone import Backbone, _set_training, decoder_parts
 from core.models.llmrec import LLMRec
 from core.models.tiny import build_tiny_llama, tiny_tokenizer
-from core.stages.llm import Examples
+from core.stages.llm import Examples, user_vectors_in
 from core.stages.student import cache_teacher_states, make_loss
 from core.train import loop
 from core.train.device import peak_memory_mb
@@ -46,12 +46,15 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
     return backbone.to(device)
 
 
-def recommender(depth: int, shape: Shape, device, adapters=()) -> LLMRec:
+def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False) -> LLMRec:
     torch.manual_seed(0)
     table = torch.randn(shape.n_items + 1, 128)
     # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
-    return LLMRec(random_backbone(depth, device), table, prompt, adapters).to(device)
+    backbone = random_backbone(depth, device)
+    if compiled:
+        backbone.compile()  # as core.stages.llm.build_model does under train.compile
+    return LLMRec(backbone, table, prompt, adapters).to(device)
 
 
 def examples(shape: Shape, n: int, device) -> Examples:
@@ -82,33 +85,36 @@ def _sync(device) -> None:
 
 @torch.no_grad()
 def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device) -> float:
+    """Full ranking as evaluation runs it: user vectors in the training precision, scores in fp32."""
     model.eval()
+    user_vectors = user_vectors_in(model, "auto")
     batches = data.inputs.split(shape.batch)
     targets = data.targets.split(shape.batch)
     for items, target in zip(batches[:2], targets[:2]):  # warm-up
-        full_ranks(model.user_vectors(items).float(), model.item_table, target)
+        full_ranks(user_vectors(items).float(), model.item_table, target)
     _sync(device)
     start = time.perf_counter()
     for items, target in zip(batches[2:], targets[2:]):
-        full_ranks(model.user_vectors(items).float(), model.item_table, target)
+        full_ranks(user_vectors(items).float(), model.item_table, target)
     _sync(device)
     return sum(len(b) for b in batches[2:]) / (time.perf_counter() - start)
 
 
-def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: int, blocks: int) -> list[dict]:
-    """Every LLM measurement on one machine, as JSON-able rows."""
+def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: int, blocks: int,
+        compiled: bool = False) -> list[dict]:
+    """Every LLM measurement on one machine, as JSON-able rows (`compiled`: torch.compile the backbones)."""
     n = 2 * shape.steps * shape.batch
     data = examples(shape, n, device)
     tokens = shape.prompt_tokens + shape.items
     rows = []
-    teacher = recommender(teacher_depth, shape, device)
+    teacher = recommender(teacher_depth, shape, device, compiled=compiled)
     t_rate = timed_training(teacher, lambda idx: (teacher.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
                             device)
     rows.append({"bench": "teacher_train", "depth": teacher_depth, "samples_per_s": t_rate,
                  "tflops": 6 * layer_params(teacher) * tokens * t_rate / 1e12})
     pairs = block_pairs(teacher_depth, student_depth, blocks)
     t_layers, s_layers = [t for t, _ in pairs], [s for _, s in pairs]
-    student = recommender(student_depth, shape, device, s_layers[:-1])
+    student = recommender(student_depth, shape, device, s_layers[:-1], compiled=compiled)
     s_rate = timed_training(student, lambda idx: (student.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
                             device)
     rows.append({"bench": "student_train", "depth": student_depth, "samples_per_s": s_rate,
@@ -134,5 +140,5 @@ def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: i
                  "cached_distill_over_student_train": by["distill_cached_teacher"]["samples_per_s"] / s_rate,
                  "layer_ratio": teacher_depth / student_depth})
     for r in rows:
-        r.update(device=str(device), batch=shape.batch, tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))
+        r.update(device=str(device), compiled=compiled, batch=shape.batch, tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))
     return rows

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", choices=["llm", "store", "data", "app"], help="run one group only")
     parser.add_argument("--batch", type=int, help="override the batch size")
+    parser.add_argument("--compile", choices=["auto", "on", "off", "both"], default="auto",
+                        help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
@@ -31,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     emit({"bench": "environment", "device": str(device), "torch": torch.__version__,
           "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(device) if gpu else None})
     if args.only in (None, "llm"):
-        for row in llm.run(device, shape, teacher_depth=30, student_depth=4, blocks=2):
-            emit(row)
+        modes = {"auto": [False, True] if gpu else [False], "on": [True], "off": [False], "both": [False, True]}
+        for compiled in modes[args.compile]:
+            for row in llm.run(device, shape, teacher_depth=30, student_depth=4, blocks=2, compiled=compiled):
+                emit(row)
     if args.only in (None, "store"):
         emit(store.query_latency())
     if args.only in (None, "data"):

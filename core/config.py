@@ -59,7 +59,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
-    compile: bool = False
+    compile: str = "auto"  # torch.compile the backbone: auto (on for CUDA, off elsewhere) | on | off
     eval_users: int = 0  # evaluate on the first eval_users users only (0: all)
 
 
@@ -189,6 +189,9 @@ def from_dict(values: dict[str, Any]) -> RunSpec:
             if not isinstance(values[section], dict):
                 raise ConfigError(f"spec.{section}: expected an object, got {type(values[section]).__name__}")
             values[section] = _coerce(cls, values[section], f"spec.{section}")
+    if isinstance(values.get("train"), TrainConfig) and isinstance(values["train"].compile, bool):
+        # specs written before compile took auto/on/off stored a bool
+        values["train"] = replace(values["train"], compile="on" if values["train"].compile else "off")
     if "depths" in values:
         values["depths"] = tuple(values["depths"])
     spec = RunSpec(**values)
@@ -200,6 +203,7 @@ def settings_hash(spec: RunSpec) -> str:
     """A short hash of everything that changes a run's result (the name does not)."""
     payload = to_dict(spec)
     payload.pop("name")
+    payload["train"].pop("compile")  # a speed setting: the same run compiled or not
     if spec.kind != "sweep":
         payload.pop("depths")
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -235,6 +239,7 @@ def validate(spec: RunSpec) -> None:
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
     _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
     _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")
+    _check(t.compile in ("auto", "on", "off"), f"train.compile: expected auto, on or off, got '{t.compile}'")
     _check(spec.sasrec.hidden % spec.sasrec.heads == 0,
            f"sasrec.hidden: {spec.sasrec.hidden} is not divisible by sasrec.heads={spec.sasrec.heads}")
     _check(b.depth >= 1, f"backbone.depth: expected >= 1, got {b.depth}")

@@ -17,6 +17,7 @@ import torch
 
 from core.data.sequences import Ragged
 from core.eval.ranking import full_ranks_topk
+from core.train.device import host_to_device
 
 VectorsOf = Callable[[np.ndarray], torch.Tensor]
 
@@ -40,8 +41,8 @@ def rank_users(user_vectors: torch.Tensor | VectorsOf, item_table: torch.Tensor,
     for start in range(0, len(users), batch_size):
         rows = users[start:start + batch_size]
         vectors = user_vectors(rows) if callable(user_vectors) else user_vectors[torch.as_tensor(rows)]
-        target = torch.as_tensor(targets[rows], device=device)
-        masked = torch.as_tensor(history.padded(rows), device=device) if history is not None else None
+        target = host_to_device(targets[rows], device)
+        masked = host_to_device(history.padded(rows), device) if history is not None else None
         batch_ranks, batch_top = full_ranks_topk(vectors.to(device), item_table, target, masked, top_k, item_chunk)
         ranks[start:start + len(rows)] = batch_ranks.cpu().numpy()
         if top is not None:

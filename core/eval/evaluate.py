@@ -16,6 +16,7 @@ import torch
 
 from core.data.examples import eval_examples, history
 from core.eval.ranking import full_ranks, sampled_ranks
+from core.train.device import host_to_device
 
 UserVectors = Callable[[torch.Tensor], torch.Tensor]
 
@@ -48,13 +49,13 @@ def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared
     out: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
     for start in range(0, len(keep), batch_size):
         rows = keep[start:start + batch_size]
-        vectors = user_vectors(torch.tensor(inputs[rows], device=device)).float()
-        target = torch.as_tensor(targets[rows], device=device)
+        vectors = user_vectors(host_to_device(inputs[rows], device)).float()
+        target = host_to_device(targets[rows], device)
         if "full" in protocols:  # history: (B, H) padded with 0, built without a loop over users
-            masked = torch.as_tensor(seen.padded(user_ids[rows]), device=device) if seen is not None else None
+            masked = host_to_device(seen.padded(user_ids[rows]), device) if seen is not None else None
             out["full"].append(full_ranks(vectors, table, target, masked).cpu().numpy())
         if "sampled" in protocols:
-            neg = torch.as_tensor(negatives[user_ids[rows]], device=device)
+            neg = host_to_device(negatives[user_ids[rows]], device)
             out["sampled"].append(sampled_ranks(vectors, table, target, neg).cpu().numpy())
     ranks = {p: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for p, v in out.items()}
     return SplitRanks(split, user_ids[keep], ranks)

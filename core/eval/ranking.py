@@ -58,6 +58,12 @@ def _score_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype
 
 
+def _exact(device: torch.device):
+    """Autocast off: a caller may compute user vectors in bf16, but scores are compared in at least
+    float32 so that bf16 rounding never creates ties."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _excluded_items(targets: Tensor, history: History) -> Tensor:
     """(B, E) ids never counted above a target: padding 0, the target itself, and the history.
 
@@ -154,7 +160,8 @@ def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, histor
     ties), so memory is O(B * (item_chunk + B)) whatever the catalogue size. Same semantics as
     `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`.
     """
-    return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
+    with _exact(user_vectors.device):
+        return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
 
 
 def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
@@ -165,7 +172,8 @@ def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, h
     it exactly when its rank is below top_k, up to the order of tied scores. It is merged chunk by
     chunk (a running top-K), so it never needs a (B, n_items) matrix either.
     """
-    return _scan(user_vectors, item_table, targets, history, item_chunk, top_k)
+    with _exact(user_vectors.device):
+        return _scan(user_vectors, item_table, targets, history, item_chunk, top_k)
 
 
 def sampled_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
@@ -178,6 +186,7 @@ def sampled_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, neg
     targets, negatives = targets.long(), negatives.long()
     candidates = torch.cat([targets[:, None], negatives], dim=1)  # (B, 1 + K), target first
     vectors = item_table[candidates].to(dtype)  # (B, 1 + K, d)
-    scores = torch.einsum("bd,bkd->bk", user_vectors.to(dtype), vectors)  # (B, 1 + K)
+    with _exact(user_vectors.device):
+        scores = torch.einsum("bd,bkd->bk", user_vectors.to(dtype), vectors)  # (B, 1 + K)
     above = (scores[:, 1:] >= scores[:, :1]) & (negatives != 0)  # (B, K)
     return above.sum(dim=1)

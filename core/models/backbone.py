@@ -18,6 +18,7 @@ where L = `num_layers`, the number of kept layers. `layer_indices[l - 1]` is the
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +86,34 @@ def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
+class _SharedPrefix:
+    """The keys and values of a prompt prefix that every row shares, in the shape of a Hugging Face
+    cache: recorded per layer at batch 1, then put (expanded, not copied) before each layer's keys
+    and values for the whole batch. Gradients flow through it, so LoRA weights train as before."""
+
+    def __init__(self) -> None:
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.batch: int | None = None  # None while the prefix itself is being run
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if self.batch is None:
+            self.kv[layer_idx] = (key, value)
+            return key, value
+        prefix_key, prefix_value = self.kv[layer_idx]
+        grow = (self.batch, -1, -1, -1)
+        return torch.cat([prefix_key.expand(grow), key], dim=2), torch.cat([prefix_value.expand(grow), value], dim=2)
+
+
+def _cache_argument(layer: nn.Module) -> str:
+    """The decoder layer's keyword for a key/value cache: renamed across transformers releases."""
+    names = inspect.signature(layer.forward).parameters
+    for name in ("cache", "past_key_values", "past_key_value"):
+        if name in names:
+            return name
+    raise BackboneError(f"{type(layer).__name__}.forward takes no key/value cache argument; "
+                        "this transformers version is not supported")
+
+
 class Backbone(nn.Module):
     """The kept decoder layers of a pretrained LLM. See the module docstring for the layer indices."""
 
@@ -129,8 +158,7 @@ class Backbone(nn.Module):
         """Free the token embedding table (vocab x hidden); embed_text no longer works."""
         self.embed_tokens = None
 
-    def _attention_mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        allowed = causal_padding_mask(attention_mask)
+    def _attention_mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if self.model_config._attn_implementation == "sdpa":
             return allowed
         # eager attention adds the mask to the scores
@@ -138,10 +166,13 @@ class Backbone(nn.Module):
             ~allowed, torch.finfo(dtype).min)
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                layers: Sequence[int]) -> list[torch.Tensor]:
+                layers: Sequence[int], shared_prefix: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The hidden states (B, T, H) at the requested indices, in the order asked.
 
-        inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token, padding on the LEFT.
+        inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
+        mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
+        tokens that come before every row; they are run once at batch 1 and their keys and values
+        reused by the whole batch (the states returned are those of the B x T tokens only).
         Layers above the highest requested index are not run.
         """
         wanted = list(layers)
@@ -153,22 +184,39 @@ class Backbone(nn.Module):
         if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
             raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
                              f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
-        keep = set(wanted)
-        states = {0: inputs_embeds}
-        position_ids = positions_from_mask(attention_mask)
-        mask = self._attention_mask(attention_mask, inputs_embeds.dtype)
-        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)  # (cos, sin), each (B, T, head_dim)
-        hidden_states = inputs_embeds
-        for index, layer in enumerate(self.layers[:min(max(wanted), self.num_layers)], start=1):
+        depth = min(max(wanted), self.num_layers)
+        cache, offset = None, 0
+        if shared_prefix is not None:
+            cache, offset = _SharedPrefix(), shared_prefix.shape[0]
+            ones = torch.ones(1, offset, dtype=attention_mask.dtype, device=attention_mask.device)
+            self._run(shared_prefix[None].to(inputs_embeds.dtype), ones, depth, set(), cache, 0)
+            cache.batch = batch
+        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), cache, offset)
+        if top in wanted:
+            states[top] = self.norm(states[-1])
+        return [states[index] for index in wanted]
+
+    def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
+             cache: "_SharedPrefix | None", offset: int) -> dict[int, torch.Tensor]:
+        """Run the first `depth` layers; the states at `keep` (and the last, under key -1)."""
+        states = {0: hidden_states, -1: hidden_states}
+        position_ids = positions_from_mask(attention_mask) + offset
+        allowed = causal_padding_mask(attention_mask)
+        if offset:  # every row may read the shared prefix
+            prefix_keys = allowed.new_ones(*allowed.shape[:3], offset)
+            allowed = torch.cat([prefix_keys, allowed], dim=-1)
+        mask = self._attention_mask(allowed, hidden_states.dtype)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
+        extra = {} if cache is None else {_cache_argument(self.layers[0]): cache}
+        for index, layer in enumerate(self.layers[:depth], start=1):
             hidden_states = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
-                                  position_embeddings=position_embeddings)
+                                  position_embeddings=position_embeddings, **extra)
             if isinstance(hidden_states, tuple):  # transformers < 5 returns (hidden_states, ...)
                 hidden_states = hidden_states[0]
             if index in keep:
                 states[index] = hidden_states
-        if top in keep:
-            states[top] = self.norm(hidden_states)
-        return [states[index] for index in wanted]
+        states[-1] = hidden_states
+        return states
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable parameters (LoRA weights, or all layers for "full"), by name."""

@@ -8,8 +8,9 @@ goes through a trainable linear `score_head` back to the item-table size: that i
 vector, and every item's score is its dot product with the item table. Teacher and student differ
 only by the backbone's depth; distillation combines two instances, it does not subclass them.
 
-Padding: each row's real tokens are right-aligned (left padding) with an attention mask, and the
-backbone derives positions from the mask, so padding never changes a result.
+Padding: item ids are left-padded, so a row reads [prefix][padding][items][suffix]; the backbone
+derives positions from the attention mask, so padding never changes a result. The prefix is the
+same for every row: the backbone runs it once per batch and shares its keys and values.
 Layer index convention (the backbone's, stated once): 0 = input embeddings, l = the residual stream
 after decoder layer l (before the final norm), num_layers + 1 = the final-norm output.
 """
@@ -54,25 +55,18 @@ class LLMRec(nn.Module):
         return self.item_table.shape[0] - 1
 
     def _inputs(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        """Embeddings (B, T, H) and mask (B, T) for left-padded item ids (B, L); T = P + L + S."""
-        batch = items.shape[0]
+        """Embeddings (B, L + S, H) and mask (B, L + S) of the items and the prompt's suffix, for
+        left-padded item ids (B, L); the prefix is shared by every row and run once per batch."""
         item_vectors = self.input_map(self.item_table[items])  # (B, L, H)
-        dtype = item_vectors.dtype
-        prefix = self.prefix.to(dtype).expand(batch, -1, -1)  # (B, P, H)
-        suffix = self.suffix.to(dtype).expand(batch, -1, -1)  # (B, S, H)
-        embeds = torch.cat([prefix, item_vectors, suffix], dim=1)
-        ones = lambda n: torch.ones(batch, n, dtype=torch.long, device=items.device)  # noqa: E731
-        mask = torch.cat([ones(prefix.shape[1]), (items != 0).long(), ones(suffix.shape[1])], dim=1)
-        # Move each row's padding (between prompt and items) to the front: a stable sort of the mask
-        # keeps the real tokens in order, so every row is left-padded.
-        order = torch.argsort(mask, dim=1, stable=True)  # (B, T)
-        embeds = embeds.gather(1, order[..., None].expand_as(embeds))
-        return embeds, mask.gather(1, order)
+        suffix = self.suffix.to(item_vectors.dtype).expand(items.shape[0], -1, -1)  # (B, S, H)
+        embeds = torch.cat([item_vectors, suffix], dim=1)
+        mask = torch.cat([(items != 0).long(), items.new_ones(items.shape[0], suffix.shape[1])], dim=1)
+        return embeds, mask
 
     def last_states(self, items: Tensor, layers: Sequence[int]) -> list[Tensor]:
         """Last-position hidden states (B, H) of the requested layers, in the order asked."""
         embeds, mask = self._inputs(items)
-        return [h[:, -1] for h in self.backbone(embeds, mask, list(layers))]
+        return [h[:, -1] for h in self.backbone(embeds, mask, list(layers), shared_prefix=self.prefix)]
 
     def head(self, final_state: Tensor) -> Tensor:
         """User vectors (B, item_dim) from final-norm states (B, H)."""

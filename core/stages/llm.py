@@ -22,7 +22,7 @@ from core.models.llmrec import LLMRec
 from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
-from core.train.device import peak_memory_mb, seed_everything
+from core.train.device import autocast, compile_enabled, peak_memory_mb, seed_everything
 
 
 class StageError(RuntimeError):
@@ -59,7 +59,7 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
 def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapter_layers=()) -> LLMRec:
     """Backbone (truncated, LoRA/full/frozen) plus the recommender's maps, on the run's device."""
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device)
-    if spec.train.compile:
+    if compile_enabled(spec.train.compile, ctx.device):
         backbone.compile()  # torch.compile in place; the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
@@ -77,10 +77,20 @@ def parameter_counts(model: LLMRec) -> dict:
             "inference": inference}
 
 
+def user_vectors_in(model: LLMRec, precision: str):
+    """model.user_vectors run in the training precision (bf16 autocast on CUDA under 'auto');
+    the scores over items are then computed in float32 outside autocast, so bf16 never creates ties."""
+    def user_vectors(items: torch.Tensor) -> torch.Tensor:
+        with autocast(model.item_table.device, precision):
+            return model.user_vectors(items)
+    return user_vectors
+
+
 def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str):
     users = eval_users(prepared.n_users, spec.train.eval_users)
-    return evaluate_split(model.user_vectors, model.item_table, prepared, split, spec.data.max_len,
-                          mask_history=spec.rec.mask_history, users=users, batch_size=spec.train.batch_size)
+    return evaluate_split(user_vectors_in(model, spec.train.precision), model.item_table, prepared, split,
+                          spec.data.max_len, mask_history=spec.rec.mask_history, users=users,
+                          batch_size=spec.train.batch_size)
 
 
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:

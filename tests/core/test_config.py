@@ -29,11 +29,21 @@ def test_unknown_keys_are_named():
     ("backbone", "depth", 0, "backbone.depth: expected >= 1, got 0"),
     ("backbone", "training", "qlora", "backbone.training: expected lora, full or frozen, got 'qlora'"),
     ("distill", "lambda_cos", -1.0, "distill.lambda_cos: expected >= 0, got -1.0"),
+    ("train", "compile", "yes", "train.compile: expected auto, on or off, got 'yes'"),
 ])
 def test_invalid_settings_give_the_field_and_expectation(section, field, value, message):
     with pytest.raises(ConfigError) as err:
         from_dict({"kind": "student", section: {field: value}})
     assert str(err.value) == message
+
+
+def test_compile_is_a_speed_setting_outside_the_hash_and_old_bools_still_load():
+    spec = apply_preset("tiny", {}, "teacher")
+    assert spec.train.compile == "auto"
+    for old, new in ((True, "on"), (False, "off")):
+        loaded = from_dict({**to_dict(spec), "train": {**to_dict(spec)["train"], "compile": old}})
+        assert loaded.train.compile == new
+        assert settings_hash(loaded) == settings_hash(spec)
 
 
 def test_unknown_preset_and_stage():

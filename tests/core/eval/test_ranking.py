@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.eval.metrics import metrics_from_ranks
-from core.eval.ranking import full_ranks, full_ranks_from_scores, pad_history, sampled_ranks
+from core.eval.ranking import full_ranks, full_ranks_from_scores, full_ranks_topk, pad_history, sampled_ranks
 
 # Five items scored by the first coordinate (user vector [1, 0]):
 #   item:  1  2  3  4  5      padding row 0 scores 100 but must never count.
@@ -61,6 +61,15 @@ def test_bf16_inputs_are_compared_in_float32():
     table = torch.tensor([[0.0, 0.0], [256.0, 1.0], [256.0, 0.0]], dtype=torch.bfloat16)
     assert full_ranks(user, table, torch.tensor([1])).item() == 0
     assert sampled_ranks(user, table, torch.tensor([1]), torch.tensor([[2]])).item() == 0
+
+
+def test_scores_stay_float32_under_a_callers_bf16_autocast():
+    user = torch.tensor([[1.0, 1.0]])
+    table = torch.tensor([[0.0, 0.0], [256.0, 1.0], [256.0, 0.0]])
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert full_ranks(user, table, torch.tensor([1])).item() == 0
+        assert full_ranks_topk(user, table, torch.tensor([1]), top_k=1)[1].tolist() == [[1]]
+        assert sampled_ranks(user, table, torch.tensor([1]), torch.tensor([[2]])).item() == 0
 
 
 def test_sampled_ranks_hand_example():

@@ -27,6 +27,32 @@ def test_left_padding_gives_the_same_user_vector():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def _whole_prompt_states(rec, items, layers):
+    """Reference without the shared prefix: each row's full prompt, unpadded, run on its own."""
+    out = []
+    for row in items:
+        real = row[row != 0]
+        embeds = torch.cat([rec.prefix, rec.input_map(rec.item_table[real]), rec.suffix])[None]
+        states = rec.backbone(embeds, torch.ones(1, len(embeds[0]), dtype=torch.long), layers)
+        out.append(torch.stack([h[0, -1] for h in states]))
+    return torch.stack(out, dim=1)  # (layers, B, H)
+
+
+def test_shared_prefix_matches_each_whole_prompt_in_values_and_gradients():
+    rec = model(depth=3).eval()  # no LoRA dropout: both passes must see the same weights
+    items = torch.tensor([[0, 0, 4, 7, 9], [1, 2, 3, 4, 5], [0, 0, 0, 0, 8]])
+    layers = [0, 1, 3, 4]
+    shared = torch.stack(rec.last_states(items, layers))
+    reference = _whole_prompt_states(rec, items, layers)
+    assert torch.allclose(shared, reference, atol=1e-5)
+    lora = [p for n, p in rec.named_parameters() if "lora" in n and p.requires_grad]
+    grad_shared = torch.autograd.grad(shared[-1].square().sum(), lora, allow_unused=True)
+    grad_reference = torch.autograd.grad(reference[-1].square().sum(), lora, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grad_shared)
+    for a, b in zip(grad_shared, grad_reference):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-5))
+
+
 def test_layer_states_follow_the_index_convention():
     rec = model().eval()
     items = torch.tensor([[0, 3, 7], [1, 2, 3]])
