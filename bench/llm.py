@@ -20,7 +20,7 @@ from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
 from core.stages.student import cache_teacher_states, make_loss
 from core.train import loop
-from core.train.device import peak_memory_mb
+from core.train.device import frozen_weights_dtype, peak_memory_mb
 from core.train.distill import block_pairs
 
 SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
@@ -37,11 +37,13 @@ class Shape:
 
 
 def random_backbone(depth: int, device, training: str = "lora", layers: int = 30) -> Backbone:
-    """A SmolLM2-shaped decoder with seeded random weights, first `depth` layers kept."""
+    """A SmolLM2-shaped decoder with seeded random weights, first `depth` layers kept, its weights
+    in the dtype a stage would load them in on this device."""
     model = build_tiny_llama(num_layers=layers, **SMOLLM2_SHAPE)
     embed, all_layers, norm, rotary = decoder_parts(model, "bench")
     backbone = Backbone(embed, list(all_layers[:depth]), norm, rotary, tiny_tokenizer(), range(depth),
                         model.config, layers)
+    backbone.cast_layers(frozen_weights_dtype(torch.device(device), "auto", training))
     _set_training(backbone, BackboneConfig(base="bench", depth=depth, training=training))
     return backbone.to(device)
 
@@ -53,7 +55,7 @@ def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = 
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
     backbone = random_backbone(depth, device)
     if compiled:
-        backbone.compile()  # as core.stages.llm.build_model does under train.compile
+        backbone.compile_layers()  # as core.stages.llm.build_model does under train.compile
     return LLMRec(backbone, table, prompt, adapters).to(device)
 
 

@@ -86,22 +86,23 @@ def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
-class _SharedPrefix:
-    """The keys and values of a prompt prefix that every row shares, in the shape of a Hugging Face
-    cache: recorded per layer at batch 1, then put (expanded, not copied) before each layer's keys
-    and values for the whole batch. Gradients flow through it, so LoRA weights train as before."""
+class _PrefixKV:
+    """One layer's keys and values of a prompt prefix that every row shares, in the shape of a
+    Hugging Face cache: recorded at batch 1, then put (expanded, not copied) before the layer's keys
+    and values for the whole batch. One object per layer, so the layer index never matters (and a
+    compiled layer is reused by every layer). Gradients flow through it, so LoRA trains as before."""
 
     def __init__(self) -> None:
-        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.batch: int | None = None  # None while the prefix itself is being run
+        self.key: torch.Tensor | None = None
+        self.value: torch.Tensor | None = None
+        self.batch = 0  # 0 while the prefix itself is being run
 
-    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
-        if self.batch is None:
-            self.kv[layer_idx] = (key, value)
+    def update(self, key: torch.Tensor, value: torch.Tensor, *args, **kwargs):
+        if not self.batch:
+            self.key, self.value = key, value
             return key, value
-        prefix_key, prefix_value = self.kv[layer_idx]
         grow = (self.batch, -1, -1, -1)
-        return torch.cat([prefix_key.expand(grow), key], dim=2), torch.cat([prefix_value.expand(grow), value], dim=2)
+        return torch.cat([self.key.expand(grow), key], dim=2), torch.cat([self.value.expand(grow), value], dim=2)
 
 
 def _cache_argument(layer: nn.Module) -> str:
@@ -184,20 +185,24 @@ class Backbone(nn.Module):
         if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
             raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
                              f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
+        layer_dtype = self.norm.weight.dtype
+        if inputs_embeds.dtype != layer_dtype and not torch.is_autocast_enabled(inputs_embeds.device.type):
+            inputs_embeds = inputs_embeds.to(layer_dtype)  # bf16 layers outside autocast run in bf16
         depth = min(max(wanted), self.num_layers)
-        cache, offset = None, 0
+        caches, offset = None, 0
         if shared_prefix is not None:
-            cache, offset = _SharedPrefix(), shared_prefix.shape[0]
+            caches, offset = [_PrefixKV() for _ in range(depth)], shared_prefix.shape[0]
             ones = torch.ones(1, offset, dtype=attention_mask.dtype, device=attention_mask.device)
-            self._run(shared_prefix[None].to(inputs_embeds.dtype), ones, depth, set(), cache, 0)
-            cache.batch = batch
-        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), cache, offset)
+            self._run(shared_prefix[None].to(inputs_embeds.dtype), ones, depth, set(), caches, 0)
+            for cache in caches:
+                cache.batch = batch
+        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), caches, offset)
         if top in wanted:
             states[top] = self.norm(states[-1])
         return [states[index] for index in wanted]
 
     def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
-             cache: "_SharedPrefix | None", offset: int) -> dict[int, torch.Tensor]:
+             caches: "list[_PrefixKV] | None", offset: int) -> dict[int, torch.Tensor]:
         """Run the first `depth` layers; the states at `keep` (and the last, under key -1)."""
         states = {0: hidden_states, -1: hidden_states}
         position_ids = positions_from_mask(attention_mask) + offset
@@ -207,8 +212,9 @@ class Backbone(nn.Module):
             allowed = torch.cat([prefix_keys, allowed], dim=-1)
         mask = self._attention_mask(allowed, hidden_states.dtype)
         position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
-        extra = {} if cache is None else {_cache_argument(self.layers[0]): cache}
+        cache_argument = _cache_argument(self.layers[0]) if caches else None
         for index, layer in enumerate(self.layers[:depth], start=1):
+            extra = {cache_argument: caches[index - 1]} if caches else {}
             hidden_states = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
                                   position_embeddings=position_embeddings, **extra)
             if isinstance(hidden_states, tuple):  # transformers < 5 returns (hidden_states, ...)
@@ -217,6 +223,25 @@ class Backbone(nn.Module):
                 states[index] = hidden_states
         states[-1] = hidden_states
         return states
+
+    def cast_layers(self, dtype: torch.dtype) -> None:
+        """Store the decoder layers and the final norm in `dtype`. The rotary frequencies and the
+        vocabulary stay float32: bf16 frequencies would shift the angles of far positions."""
+        self.layers.to(dtype)
+        self.norm.to(dtype)
+
+    def compile_layers(self) -> None:
+        """torch.compile each decoder layer in place. The layers share their code, so one
+        compilation serves every layer (compiling the whole unrolled stack takes minutes)."""
+        import torch._dynamo  # noqa: PLC0415
+
+        # One layer's code sees about 8 variants in a run (prefix at batch 1 or the batch; training,
+        # no-grad evaluation, a frozen teacher; a last short batch); past the default limit of 8 it
+        # would silently fall back to eager.
+        name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
+        for layer in self.layers:
+            layer.compile()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable parameters (LoRA weights, or all layers for "full"), by name."""
@@ -243,20 +268,22 @@ def load_backbone(cfg: BackboneConfig, base_root: Path, device: torch.device | s
 
     cfg.base: "smollm2" (base_root/smollm2-135m-instruct, written by `slmrec fetch`), "tiny" (the
     random test model of core.models.tiny), a local Hugging Face folder, or a hub id (only when
-    HF_HUB_OFFLINE is not set). Weights are read from safetensors only.
+    HF_HUB_OFFLINE is not set). Weights are read from safetensors only. `dtype` is that of the kept
+    decoder layers and final norm (see `Backbone.cast_layers`).
     """
     if cfg.base == "tiny":
         from core.models.tiny import build_tiny_llama, tiny_tokenizer
 
-        model, tokenizer, source = build_tiny_llama(dtype=dtype), tiny_tokenizer(), "tiny"
+        model, tokenizer, source = build_tiny_llama(), tiny_tokenizer(), "tiny"
         total = len(decoder_parts(model, source)[1])
         indices = select_layers(total, cfg.depth, cfg.layer_selection)
     else:
         source, local = _resolve_source(cfg.base, Path(base_root))
-        model, tokenizer, total, indices = _load_pretrained(source, local, cfg, dtype)
+        model, tokenizer, total, indices = _load_pretrained(source, local, cfg, torch.float32)
     embed_tokens, all_layers, norm, rotary_emb = decoder_parts(model, source)
     backbone = Backbone(embed_tokens, [all_layers[i] for i in indices], norm, rotary_emb, tokenizer,
                         indices, model.config, total)
+    backbone.cast_layers(dtype)
     _set_training(backbone, cfg)
     return backbone.to(device)
 

@@ -22,7 +22,7 @@ from core.models.llmrec import LLMRec
 from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
-from core.train.device import autocast, compile_enabled, peak_memory_mb, seed_everything
+from core.train.device import autocast, compile_enabled, frozen_weights_dtype, peak_memory_mb, seed_everything
 
 
 class StageError(RuntimeError):
@@ -58,9 +58,10 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
 
 def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapter_layers=()) -> LLMRec:
     """Backbone (truncated, LoRA/full/frozen) plus the recommender's maps, on the run's device."""
-    backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device)
+    dtype = frozen_weights_dtype(ctx.device, spec.train.precision, spec.backbone.training)
+    backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device, dtype)
     if compile_enabled(spec.train.compile, ctx.device):
-        backbone.compile()  # torch.compile in place; the first steps pay the compilation
+        backbone.compile_layers()  # the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 

@@ -18,7 +18,7 @@ from core.stages.context import RunContext
 from core.stages.llm import (StageError, build_model, evaluate, examples, finish, load_finished_model,
                              load_item_table, parameter_counts)
 from core.stages.common import fit
-from core.train.device import seed_everything
+from core.train.device import autocast, seed_everything
 from core.train.distill import block_pairs, slmrec_loss
 
 
@@ -65,7 +65,8 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
     cached = None
     if teacher is not None and spec.distill.teacher_states == "cached":
         ctx.set_state(phase="cache teacher")
-        cached = cache_teacher_states(teacher, data.inputs, teacher_layers, spec.train.batch_size)
+        with torch.no_grad(), autocast(ctx.device, spec.train.precision):  # as the live teacher would run
+            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, spec.train.batch_size)
     ctx.log(f"student: {model.num_layers} layers, blocks {pairs} (teacher layer, student layer), "
             f"{len(data)} examples, teacher states {spec.distill.teacher_states if teacher else 'none'}, "
             f"{parameter_counts(model)}")

@@ -45,7 +45,7 @@ def test_cuda_states_match_cpu_in_fp32_and_bf16_stays_close():
 
 def test_compiled_backbone_gives_the_eager_loss_and_gradients():
     eager, compiled = tiny_rec(CUDA), tiny_rec(CUDA)  # eval mode: no LoRA dropout to differ
-    compiled.backbone.compile()
+    compiled.backbone.compile_layers()
     targets = torch.tensor([3, 6, 9], device=CUDA)
     results = []
     for rec in (eager, compiled):

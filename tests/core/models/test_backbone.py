@@ -19,17 +19,19 @@ def tiny(tmp_path, **settings):
 
 def hf_hidden_states(model, inputs_embeds, depth, **kwargs):
     """transformers' LlamaModel cut to `depth` layers: (states after embeddings and each layer
-    before the final norm, final-norm output). In transformers 5 `hidden_states[-1]` is the final
-    norm's output unless config.tie_last_hidden_states is False."""
+    before the final norm, final-norm output). The per-layer states are read with forward hooks:
+    what `hidden_states[-1]` holds (normed or not) differs between transformers releases."""
     model = copy.deepcopy(model)
+    model.layers = model.layers[:depth]
     model.config.num_hidden_layers = depth
+    captured = []
+    for layer in model.layers:
+        layer.register_forward_hook(lambda module, args, output: captured.append(
+            output[0] if isinstance(output, tuple) else output))
     with torch.no_grad():
-        normed = model(inputs_embeds=inputs_embeds, output_hidden_states=True, **kwargs)
-        model.config.tie_last_hidden_states = False
-        raw = model(inputs_embeds=inputs_embeds, output_hidden_states=True, **kwargs)
-    assert len(raw.hidden_states) == depth + 1
-    assert torch.equal(normed.hidden_states[-1], normed.last_hidden_state)
-    return list(raw.hidden_states), normed.last_hidden_state
+        out = model(inputs_embeds=inputs_embeds, **kwargs)
+    assert len(captured) == depth
+    return [inputs_embeds, *captured], out.last_hidden_state
 
 
 def test_select_layers():
@@ -90,7 +92,9 @@ def test_positions_and_mask_for_left_padding():
 def test_bfloat16_base_keeps_fp32_adapters(tmp_path):
     backbone = load_backbone(BackboneConfig(base="tiny", depth=2), tmp_path, "cpu", dtype=torch.bfloat16)
     dtypes = {name: p.dtype for name, p in backbone.named_parameters()}
-    assert all(d == (torch.float32 if "lora_" in n else torch.bfloat16) for n, d in dtypes.items())
+    # the layers and the final norm in bf16; the adapters and the (prompt-only) vocabulary in fp32
+    assert all(d == (torch.float32 if "lora_" in n or n.startswith("embed_tokens") else torch.bfloat16)
+               for n, d in dtypes.items())
     (final,) = backbone(torch.randn(1, 3, 64, dtype=torch.bfloat16), torch.ones(1, 3), [3])
     assert final.dtype == torch.bfloat16 and torch.isfinite(final).all()
 
@@ -224,3 +228,21 @@ def test_missing_default_model_and_offline_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BackboneError, match="HF_HUB_OFFLINE"):
         load_backbone(BackboneConfig(base="someone/some-model"), tmp_path, "cpu")
+
+
+def test_bf16_layers_keep_float32_rotary_and_run_with_or_without_autocast(tmp_path):
+    exact = tiny(tmp_path, depth=4, training="lora")
+    low = load_backbone(BackboneConfig(base="tiny", depth=4, training="lora"), tmp_path, "cpu", torch.bfloat16)
+    assert low.layers[0].mlp.up_proj.base_layer.weight.dtype == torch.bfloat16
+    assert low.layers[0].mlp.up_proj.lora_A["default"].weight.dtype == torch.float32  # adapters train in fp32
+    assert all(buffer.dtype == torch.float32 for buffer in low.rotary_emb.buffers())
+    x = torch.randn(2, 7, 64, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(2, 7)
+    with torch.no_grad():
+        expected = exact(x, mask, [5])[0]
+        plain = low(x, mask, [5])[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = low(x, mask, [5])[0]
+    assert plain.dtype == torch.bfloat16  # under autocast the residual stream stays fp32
+    for got in (plain, autocast):
+        assert (got.float() - expected).norm() / expected.norm() < 2e-2  # bf16 rounding, nothing worse

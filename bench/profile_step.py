@@ -1,0 +1,78 @@
+"""Where a teacher training step spends its time on a GPU: variants timed side by side, then the
+top kernels of one step from torch.profiler. Prints JSON lines, then the kernel table.
+
+    python -m bench.profile_step [--device cuda] [--batch 256] [--depth 30]
+
+Variants (same shape as `slmrec bench`; each row's samples/s comes from the shared loop):
+- lora:        the teacher as trained (LoRA on gate/up/down, shared prompt prefix, boolean mask);
+- full:        every layer weight trained, no LoRA wrappers (what the issue's reference measured);
+- frozen:      the backbone frozen, only the input map and score head train (the backward floor);
+- lora_nomask: LoRA with the attention mask dropped (timing only: the prefix then attends as if
+               causal from the top left, which is wrong), to price the masked attention kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from bench import llm
+from core.models.backbone import Backbone
+from core.models.llmrec import LLMRec
+
+
+def build(depth: int, shape: llm.Shape, device, training: str) -> LLMRec:
+    torch.manual_seed(0)
+    table = torch.randn(shape.n_items + 1, 128)
+    prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
+    return LLMRec(llm.random_backbone(depth, device, training=training), table, prompt).to(device)
+
+
+def timed(model: LLMRec, data, n: int, shape: llm.Shape, device) -> float:
+    return llm.timed_training(model, lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
+                              device)
+
+
+def kernel_table(model: LLMRec, data, shape: llm.Shape, device, rows: int = 25) -> str:
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+
+    items, targets = data.inputs[:shape.batch], data.targets[:shape.batch]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = model.loss(items, targets)
+            loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--depth", type=int, default=30)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    shape = llm.Shape(batch=args.batch, steps=5)
+    n = 2 * shape.steps * shape.batch
+    data = llm.examples(shape, n, device)
+    for name, training in (("lora", "lora"), ("full", "full"), ("frozen", "frozen")):
+        model = build(args.depth, shape, device, training)
+        print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
+              flush=True)
+    original = Backbone._attention_mask
+    Backbone._attention_mask = lambda self, allowed, dtype: None
+    model = build(args.depth, shape, device, "lora")
+    print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
+          flush=True)
+    Backbone._attention_mask = original
+    print(kernel_table(build(args.depth, shape, device, "lora"), data, shape, device))
+
+
+if __name__ == "__main__":
+    main()
