@@ -21,7 +21,7 @@ from core.train.device import resolve_device
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slmrec bench")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["llm", "store", "data", "app"], help="run one group only")
+    parser.add_argument("--only", choices=["llm", "store", "data", "app", "pipeline"], help="run one group only")
     parser.add_argument("--batch", type=int, help="override the batch size")
     parser.add_argument("--compile", choices=["auto", "on", "off", "both"], default="auto",
                         help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU)")
@@ -43,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         emit(store.data_pipeline())
     if args.only in (None, "app"):
         emit(app_pages())
+    if args.only in (None, "pipeline"):
+        emit(cpu_quick_pipeline(device))
     return 0
+
+
+def cpu_quick_pipeline(device: torch.device) -> dict:
+    """The cpu-quick pipeline end to end (bench/pipeline.py, in its own process and project)."""
+    out = subprocess.run([sys.executable, "-m", "bench.pipeline", "--device", str(device)], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def app_pages() -> dict:

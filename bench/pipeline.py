@@ -1,0 +1,60 @@
+"""The cpu-quick preset end to end: SASRec -> teacher (8 layers) -> student (4) -> analysis on
+MovieLens-100K with the default LLM, timed stage by stage. Prints one JSON object.
+
+    python -m bench.pipeline [--device cpu] [--root PROJECT]
+
+It plans the same runs as `slmrec submit pipeline --preset cpu-quick --teacher-depth 8
+--student-layers 4` in a fresh temporary project (so nothing is reused from earlier runs) that
+links the real assets of PROJECT (data/raw/ml-100k and checkpoints/base, from `slmrec fetch`),
+then executes them in order in this process, as a worker's child would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_ARGS = ["submit", "pipeline", "--preset", "cpu-quick", "--teacher-depth", "8", "--student-layers", "4"]
+
+
+def linked_project(source: Path, target: Path) -> None:
+    """A fresh project at `target` that reads the fetched assets of `source`."""
+    for part in ("data/raw/ml-100k", "checkpoints/base"):
+        if not (source / part).exists():
+            raise SystemExit(f"{source / part} is missing: run `slmrec fetch` (or `make app`) first")
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
+        (target / part).symlink_to((source / part).resolve())
+
+
+def run_pipeline(root: Path, device: str) -> dict:
+    from core import commands, pipeline  # noqa: PLC0415
+    from core.store.paths import Paths  # noqa: PLC0415
+
+    args = commands.build_parser().parse_args([*PIPELINE_ARGS, "--device", device, "--root", str(root)])
+    paths = Paths(root)
+    stages, start = [], time.perf_counter()
+    for run_id in pipeline.plan_pipeline(paths, *commands.pipeline_specs(args)):
+        began = time.perf_counter()
+        state = pipeline.execute(paths, run_id)
+        stages.append({"run_id": run_id, "status": state["status"], "seconds": round(time.perf_counter() - began, 1),
+                       "error": state.get("error")})
+    return {"bench": "pipeline_cpu_quick", "device": device, "stages": stages,
+            "total_s": round(time.perf_counter() - start, 1), "target_s": 600}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project whose fetched assets to use")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="slmrec-bench-pipeline-") as folder:
+        linked_project(args.root, Path(folder))
+        print(json.dumps(run_pipeline(Path(folder), args.device)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
