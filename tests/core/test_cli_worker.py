@@ -166,3 +166,14 @@ def test_run_in_the_foreground_waits_for_a_run_a_worker_holds(project, capsys):
     finish.join()
     assert json.loads(capsys.readouterr().out)["run_id"] == run_id
     assert "sasrec run" not in run_store.read_log(paths.runs, run_id)  # not executed a second time here
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(project):
+    # `slmrec query ... | head -1`: the reader closes the pipe after one line
+    sql = "SELECT * FROM range(200000)"
+    writer = slmrec(project, "query", sql, "--csv", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdout.readline()
+    writer.stdout.close()
+    _, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0
+    assert "Traceback" not in err and "BrokenPipeError" not in err
