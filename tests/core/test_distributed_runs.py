@@ -152,3 +152,26 @@ def test_the_worker_runs_a_spec_that_asks_for_two_processes(reference, tmp_path)
     assert state["device"] == "2 x cpu"
     assert_trains_like(root, run_id, reference_id)
     assert_rank_1_wrote_nothing(root, tmp_path, run_id)
+
+
+def test_bad_process_settings_are_refused_before_any_run_or_process(tmp_path, capsys):
+    from core.cli import main
+
+    write_toy_dataset(tmp_path)
+    run = ["--root", str(tmp_path), "run", "teacher", "--preset", "tiny", "--dataset", "toy", "--kcore", "0"]
+    for extra, message in ((["--nproc-per-node", "0"], "train.nproc_per_node: expected >= 1"),
+                           (["--nproc-per-node", "2", "--device", "cuda:1"], "train.device: 'cuda:1' cannot be shared"),
+                           (["--nnodes", "2"], "--rdzv-endpoint: a run over several nodes needs HOST:PORT")):
+        assert main(run + extra) == 2
+        assert message in capsys.readouterr().err
+    assert run_store.list_runs(tmp_path / "data" / "runs") == []
+
+
+def test_a_pipeline_gives_its_process_count_to_teacher_and_student_only(tmp_path, capsys):
+    from core.cli import main
+
+    write_toy_dataset(tmp_path)
+    assert main(["--root", str(tmp_path), "submit", "pipeline", "--preset", "tiny", "--dataset", "toy", "--kcore", "0",
+                 "--teacher-depth", "4", "--student-layers", "2", "--nproc-per-node", "2", "--json"]) == 0
+    runs = {r["kind"]: r["spec"]["train"]["nproc_per_node"] for r in run_store.list_runs(tmp_path / "data" / "runs")}
+    assert runs == {"sasrec": 1, "teacher": 2, "student": 2, "analysis": 1}
