@@ -26,6 +26,7 @@ OPTIONS = [
     ("--seed", "train", "seed", int), ("--device", "train", "device", str),
     ("--max-steps", "train", "max_steps", int), ("--eval-users", "train", "eval_users", int),
     ("--precision", "train", "precision", str), ("--patience", "train", "patience", int),
+    ("--nproc-per-node", "train", "nproc_per_node", int),
     ("--sasrec-epochs", "sasrec", "epochs", int), ("--sasrec-hidden", "sasrec", "hidden", int),
     ("--base", "backbone", "base", str), ("--teacher-depth", "backbone", "depth", int),
     ("--student-layers", "backbone", "depth", int), ("--layer-selection", "backbone", "layer_selection", str),
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = commands.build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `slmrec run` starts itself again under torchrun
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -125,4 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.launch import exit_process  # noqa: PLC0415
+
+    exit_process(main())

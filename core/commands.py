@@ -89,12 +89,21 @@ def _warn_depths(paths: Paths, spec: RunSpec, teacher_depth: int | None = None) 
 
 
 def cmd_run(args) -> int:
-    """Plan the run and its missing parents, then execute each in this process."""
-    from core import pipeline  # noqa: PLC0415
+    """Plan the run and its missing parents, then execute each in this process (or in N, under torchrun)."""
+    from core import launch, pipeline  # noqa: PLC0415
     from core.store import runs as run_store  # noqa: PLC0415
 
     paths = _paths(args)
     spec = spec_from_args(args)
+    if launch.under_torchrun():
+        if launch.env_rank() == 0:
+            _warn_depths(paths, spec)
+        run_ids = launch.run_ranks(paths, spec, echo=not args.json)
+        return _report_run(paths, run_ids, args.json) if run_ids is not None else 0  # rank 0 alone reports
+    nodes = launch.nodes_from_args(args)
+    if spec.train.nproc_per_node > 1 or nodes.nnodes > 1:
+        launch.check_devices(spec, nodes)
+        return launch.relaunch(args.argv, spec.train.nproc_per_node, nodes)
     _warn_depths(paths, spec)
     run_ids = pipeline.plan(paths, spec)
     for run_id in run_ids:
@@ -109,8 +118,13 @@ def cmd_run(args) -> int:
             state = run_store.wait_for_status(paths.runs, run_id, run_store.FINISHED, float("inf"))
         if state["status"] != "done":
             break
+    return _report_run(paths, run_ids, args.json)
+
+
+def _report_run(paths: Paths, run_ids: list[str], as_json: bool) -> int:
+    """Print how each run of `slmrec run` ended; 0 when the last one is done."""
     summary = _run_summary(paths, run_ids)
-    if args.json:
+    if as_json:
         print(json.dumps(summary, indent=1, default=str))
     else:
         for run in summary["runs"]:
@@ -120,7 +134,8 @@ def cmd_run(args) -> int:
 
 # What a pipeline's runs must not inherit from the options meant for another link of the chain:
 # the teacher keeps no student or analysis options (so changing only the student reuses the
-# teacher), the student no teacher depth or analysis options, the analysis no depths.
+# teacher), the student no teacher depth or analysis options, the analysis no depths and no
+# process count (it runs in one process).
 _DISTILL_OPTIONS = ("blocks", "lambda_cos", "lambda_norm", "lambda_sup", "teacher_states")
 _ANALYSIS_OPTIONS = ("users",)
 
@@ -139,7 +154,7 @@ def pipeline_specs(args) -> tuple[RunSpec, RunSpec, RunSpec]:
 
     teacher = spec("teacher", ("student_layers", *_DISTILL_OPTIONS, *_ANALYSIS_OPTIONS))
     student = spec("student", ("teacher_depth", *_ANALYSIS_OPTIONS))
-    analysis = spec("analysis", ("teacher_depth", "student_layers", *_DISTILL_OPTIONS))
+    analysis = spec("analysis", ("teacher_depth", "student_layers", "nproc_per_node", *_DISTILL_OPTIONS))
     check_blocks(teacher.backbone.depth, student.backbone.depth, student.distill.blocks)
     return teacher, student, analysis
 
@@ -295,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a stage (and the parents it needs) in the foreground")
     add_run_options(p)
+    from core.launch import add_launch_options  # noqa: PLC0415
+
+    add_launch_options(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("submit", help="queue a stage (and the parents it needs) for the worker; returns at once")

@@ -61,6 +61,9 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
     compile: str = "auto"  # torch.compile the backbone: auto (on for CUDA, off elsewhere) | on | off
     eval_users: int = 0  # evaluate on the first eval_users users only (0: all)
+    # Processes (one per GPU) per node, launched by torchrun; batch_size stays the global batch, so
+    # the count changes speed, not results, and is left out of settings_hash (core/train/distributed.py).
+    nproc_per_node: int = 1
 
 
 @dataclass(frozen=True)
@@ -203,9 +206,12 @@ def settings_hash(spec: RunSpec) -> str:
     """A short hash of everything that changes a run's result (the name does not)."""
     payload = to_dict(spec)
     payload.pop("name")
-    payload["train"].pop("compile")  # a speed setting: the same run compiled or not
+    # compile is a speed setting: the same run compiled or not. It is held at the value it had when
+    # it was a bool, so the hashes of runs stored before it took auto/on/off stay valid.
+    payload["train"]["compile"] = False
     if spec.kind != "sweep":
         payload.pop("depths")
+    payload["train"].pop("nproc_per_node")  # how many processes train it, not what is trained
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -236,6 +242,9 @@ def validate(spec: RunSpec) -> None:
     _check(t.batch_size >= 1, f"train.batch_size: expected >= 1, got {t.batch_size}")
     _check(t.grad_accum >= 1, f"train.grad_accum: expected >= 1, got {t.grad_accum}")
     _check(t.log_every >= 1, f"train.log_every: expected >= 1, got {t.log_every}")
+    _check(t.nproc_per_node >= 1, f"train.nproc_per_node: expected >= 1 (processes per node), got {t.nproc_per_node}")
+    _check(spec.kind != "analysis" or t.nproc_per_node == 1,
+           f"train.nproc_per_node: the analysis stage runs in one process; set it to 1, got {t.nproc_per_node}")
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
     _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
     _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")

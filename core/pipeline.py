@@ -4,7 +4,8 @@
 `submit` writes a queued run (reusing a finished run with the same settings hash when asked);
 `plan` adds the parent runs a stage needs (a teacher needs a SASRec item table, a student a
 teacher); `plan_pipeline` queues the chain sasrec -> teacher -> student -> analysis; `execute`
-runs one queued run to an end state: done, failed or cancelled, never left "running".
+runs one queued run to an end state: done, failed or cancelled, never left "running". In a run of
+several processes every rank calls `execute`; rank 0 records the run, the others write nothing.
 """
 
 from __future__ import annotations
@@ -135,24 +136,54 @@ def _void_unresumable_rows(ctx) -> None:
         ctx.log("starting over: rows of an earlier attempt without a checkpoint are hidden")
 
 
-def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: bool = False) -> dict:
-    """Run one run to its end state and return its final state."""
+def _prepare_on_main_first(ctx, spec: RunSpec) -> None:
+    """With several processes, rank 0 prepares (and caches) the data before the others read it, so that
+    only rank 0 writes the cache."""
+    from core.data.prepare import prepare  # noqa: PLC0415
+    from core.train.distributed import barrier  # noqa: PLC0415
+
+    if ctx.dist.world_size > 1:
+        if ctx.dist.is_main:
+            prepare(spec.data, ctx.paths.data_root)
+        barrier(ctx.dist)
+
+
+def _follow(spec: RunSpec, ctx) -> dict:
+    """A rank > 0: run the stage beside rank 0, writing nothing; what ends the run early propagates."""
+    _prepare_on_main_first(ctx, spec)
+    stage_function(spec.kind)(spec, ctx)
+    return {"status": "done"}
+
+
+def execute(paths: Paths, run_id: str, device_name: str | None = None, echo: bool = False, dist=None) -> dict:
+    """Run one run to its end state and return its final state.
+
+    `dist` (core.train.distributed.Dist) places this process in a run of several processes: rank 0
+    records the run's end; another rank returns {"status": "done"} or raises what stopped it.
+    """
     from core.stages.context import RunContext  # noqa: PLC0415 - imports torch
+    from core.store.events import NullEventWriter  # noqa: PLC0415
     from core.train.device import resolve_device  # noqa: PLC0415
+    from core.train.distributed import SINGLE  # noqa: PLC0415
     from core.train.loop import Cancelled  # noqa: PLC0415
 
+    dist = dist or SINGLE
     spec = from_dict(run_store.read_spec(paths.runs, run_id)["spec"])
-    ctx = RunContext(run_id, paths, resolve_device(device_name or spec.train.device),
-                     EventWriter(paths.runs / run_id), echo=echo)
+    events = EventWriter(paths.runs / run_id) if dist.is_main else NullEventWriter()
+    ctx = RunContext(run_id, paths, resolve_device(device_name or spec.train.device, dist), events, echo=echo,
+                     dist=dist)
+    if not dist.is_main:
+        return _follow(spec, ctx)
     ctx.set_state(status="running", phase="start", started_at=run_store.now_iso(), pid=os.getpid(),
-                  device=str(ctx.device), heartbeat_at=run_store.now_iso(), error=None)
+                  device=ctx.device_label, heartbeat_at=run_store.now_iso(), error=None)
     _void_unresumable_rows(ctx)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(paths, run_id, stop, ctx._lock), daemon=True)
     beat.start()
     final: dict = {}
     try:
-        ctx.log(f"{spec.kind} run {run_id} on {ctx.device}")
+        ctx.log(f"{spec.kind} run {run_id} on {ctx.device_label}")
+        _prepare_on_main_first(ctx, spec)
         result = stage_function(spec.kind)(spec, ctx)
         final = {"status": "done", "progress": 1.0, "phase": "done", "result": result}
     except Cancelled as exc:

@@ -7,13 +7,15 @@ that can never start, claim the oldest runnable run and run it in a child proces
 calls `pipeline.execute`, which writes the state (phase, progress, ETA, samples/s, heartbeat,
 pid, device), the log and the events; its own stdout and stderr go to the run's log.txt too.
 So a crash or an out-of-memory kill ends that run as failed while the worker goes on, and the
-worker process never imports torch. A child exits by itself when its worker dies (a parent
-watchdog), so a killed worker leaves no run training unseen: the next worker re-queues it and
-the stage resumes from its last checkpoint. Stopping a worker (SIGTERM, Ctrl-C) stops its child
-and re-queues the run without counting an attempt. Live workers register in
-data/workers/<worker_id>.json (pid, host, device, heartbeat, current run); "alive" means pid
-running and heartbeat fresh. `start_detached` and `stop_process` serve `slmrec app`, which
-starts a worker only when none is alive.
+worker process never imports torch. A run whose spec asks for N > 1 processes
+(train.nproc_per_node) runs as `torchrun --standalone --nproc-per-node N -m core.worker run-one`
+on this machine: rank 0 records the run, and the worker treats torchrun like any child. A child
+exits by itself when its worker dies (a parent watchdog), so a killed worker leaves no run
+training unseen: the next worker re-queues it and the stage resumes from its last checkpoint.
+Stopping a worker (SIGTERM, Ctrl-C) stops its child and re-queues the run without counting an
+attempt. Live workers register in data/workers/<worker_id>.json (pid, host, device, heartbeat,
+current run); "alive" means pid running and heartbeat fresh. `start_detached` and `stop_process`
+serve `slmrec app`, which starts a worker only when none is alive.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import time
 import traceback
 from pathlib import Path
 
-from core import scheduler
+from core import launch, scheduler
+from core.launch import SOURCE_ROOT, child_env  # noqa: F401 (SOURCE_ROOT: `slmrec app` finds the UI by it)
 from core.scheduler import STALE_S, age_s, pid_running
 from core.store import runs as run_store
 from core.store.atomic import CorruptFileError, read_json, write_json_atomic
@@ -41,7 +44,6 @@ RECOVER_EVERY_S = 10.0
 POLL_S = 1.0  # idle wait between looks at the queue
 CANCEL_GRACE_S = 30.0  # a run still going this long after a cancel request is killed
 STOP_GRACE_S = 10.0  # a child still alive this long after SIGTERM is killed
-SOURCE_ROOT = Path(__file__).resolve().parent.parent  # holds core/, for the child's import path
 
 
 def workers_dir(paths: Paths) -> Path:
@@ -65,12 +67,6 @@ def is_alive(info: dict, stale_s: float = STALE_S) -> bool:
 
 def alive_workers(paths: Paths, stale_s: float = STALE_S) -> list[dict]:
     return [w for w in list_workers(paths) if is_alive(w, stale_s)]
-
-
-def _child_env() -> dict:
-    """This environment with the source folder importable (the package may not be installed)."""
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(SOURCE_ROOT) + (os.pathsep + path if path else "")}
 
 
 def exit_reason(code: int) -> str:
@@ -162,15 +158,15 @@ class Worker:
         """Run one claimed run in a child process and make sure it ends in a settled state."""
         self.current = run_id
         self.beat(force=True)
-        kind = run_store.read_spec(self.paths.runs, run_id).get("kind")
-        self.say(f"{run_id}: {kind} starts")
-        command = [sys.executable, "-m", "core.worker", "run-one", run_id, "--root", str(self.paths.root),
-                   "--worker-id", self.worker_id, "--parent-pid", str(os.getpid())]
-        if self.device:
-            command += ["--device", self.device]
+        header = run_store.read_spec(self.paths.runs, run_id)
+        nproc = launch.processes(header.get("spec") or {})
+        self.say(f"{run_id}: {header.get('kind')} starts" + (f" on {nproc} processes" if nproc > 1 else ""))
+        module = ["core.worker", "run-one", run_id, "--root", str(self.paths.root), "--worker-id", self.worker_id,
+                  "--parent-pid", str(os.getpid()), *(["--device", self.device] if self.device else [])]
+        command = launch.torchrun_command(nproc, module) if nproc > 1 else [sys.executable, "-m", *module]
         with open(self.paths.runs / run_id / "log.txt", "ab") as log:
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=_child_env())
+                                     env=child_env())
         how = self._wait(child, run_id)
         self._settle_child(run_id, child.returncode, how)
         self.current = None
@@ -249,7 +245,7 @@ def start_detached(paths: Paths, device: str | None = None) -> subprocess.Popen 
         command += ["--device", device] if device else []
         with open(folder / "worker.log", "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=_child_env())
+                                       start_new_session=True, env=child_env())
         deadline = time.monotonic() + 30
         while not any(w.get("pid") == process.pid for w in alive_workers(paths)):
             if process.poll() is not None:
@@ -263,18 +259,29 @@ def start_detached(paths: Paths, device: str | None = None) -> subprocess.Popen 
 
 
 def run_one(paths: Paths, run_id: str, worker_id: str, device: str | None, parent_pid: int) -> int:
-    """The child's work: execute one claimed run (0 if it ends done)."""
+    """The child's work: execute one claimed run (0 if it ends done); under torchrun, this rank's part."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    run_store.update_state(paths.runs, run_id, worker_id=worker_id, pid=os.getpid())
-    if run_store.cancel_requested(paths.runs, run_id):
-        run_store.update_state(paths.runs, run_id, status="cancelled", phase="cancelled",
-                               error="cancelled before it started")
-        return 1
-    from core.pipeline import execute  # noqa: PLC0415 - the child is where torch loads
+    threading.Thread(target=_exit_with_parent, args=(parent_pid, os.getppid()), daemon=True).start()
+    from core.train import distributed  # noqa: PLC0415 - the child is where torch loads
+
+    dist = distributed.from_env()
+    with distributed.process_group(dist):
+        if not dist.is_main:
+            return _follow_one(paths, run_id, device, dist)
+        run_store.update_state(paths.runs, run_id, worker_id=worker_id, pid=os.getpid())
+        if distributed.flag_from_main(run_store.cancel_requested(paths.runs, run_id), dist):
+            run_store.update_state(paths.runs, run_id, status="cancelled", phase="cancelled",
+                                   error="cancelled before it started")
+            return 1
+        return _execute_one(paths, run_id, device, dist)
+
+
+def _execute_one(paths: Paths, run_id: str, device: str | None, dist) -> int:
+    """Rank 0 (or the only process): execute the run and make sure it ends recorded."""
+    from core.pipeline import execute  # noqa: PLC0415
 
     try:
-        state = execute(paths, run_id, device_name=device)
+        state = execute(paths, run_id, device_name=device, dist=dist)
     except Exception as exc:  # raised before the stage started (spec, device): the run still ends
         run_store.append_log(paths.runs, run_id, "".join(traceback.format_exception(exc)))
         run_store.update_state(paths.runs, run_id, status="failed", phase="failed",
@@ -283,11 +290,28 @@ def run_one(paths: Paths, run_id: str, worker_id: str, device: str | None, paren
     return 0 if state["status"] == "done" else 1
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """Exit when the worker that started us is gone; its successor re-queues and resumes the run."""
+def _follow_one(paths: Paths, run_id: str, device: str | None, dist) -> int:
+    """A rank > 0: take part in the run; rank 0 records how it ends."""
+    from core.config import ConfigError  # noqa: PLC0415
+    from core.pipeline import execute  # noqa: PLC0415
+    from core.train import distributed  # noqa: PLC0415
+    from core.train.loop import Cancelled  # noqa: PLC0415
+
+    try:
+        if distributed.flag_from_main(False, dist):  # rank 0 found a cancel before the start
+            return 0
+        execute(paths, run_id, device_name=device, dist=dist)
+    except BaseException as exc:
+        distributed.leave_after_failure(dist, exc, quiet=isinstance(exc, (ConfigError, Cancelled)))
+    return 0
+
+
+def _exit_with_parent(worker_pid: int, launcher_pid: int) -> None:
+    """Exit when the worker that started us is gone (its successor re-queues and resumes the run), or
+    when our launcher is: the worker itself, or torchrun's agent between the worker and its ranks."""
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent_pid:
+        if os.getppid() != launcher_pid or not pid_running(worker_pid):
             os._exit(3)
 
 
@@ -306,4 +330,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    launch.exit_process(main())

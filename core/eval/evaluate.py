@@ -3,7 +3,9 @@
 A model is given as `user_vectors(inputs (B, L)) -> (B, d)` plus the item table `(n_items + 1, d)`
 it scores against (row 0 is padding and never ranked). The result is each user's 0-based target
 rank, from which every metric follows (core/eval/metrics.py). Users are processed in batches and
-items in chunks, so no users x items matrix is ever built for the whole catalogue.
+items in chunks, so no users x items matrix is ever built for the whole catalogue. In a run of
+several processes each rank ranks every N-th batch and the ranks are gathered back in order, so
+every rank holds the same result a single process computes, batch for batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from core.data.examples import eval_examples, history
 from core.eval.ranking import full_ranks, sampled_ranks
 from core.train.device import host_to_device
+from core.train.distributed import SINGLE, Dist, batches_of_rank, gather_batches
 
 UserVectors = Callable[[torch.Tensor], torch.Tensor]
 
@@ -38,10 +41,11 @@ def eval_users(n_users: int, limit: int) -> np.ndarray:
 @torch.no_grad()
 def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared, split: str, max_len: int,
                    *, batch_size: int = 256, mask_history: bool = True, users: np.ndarray | None = None,
-                   protocols: tuple[str, ...] = ("full", "sampled")) -> SplitRanks:
+                   protocols: tuple[str, ...] = ("full", "sampled"), dist: Dist = SINGLE) -> SplitRanks:
     """Rank every evaluated user's target for `split` under the requested protocols."""
     inputs, targets, user_ids = eval_examples(prepared, split, max_len)
-    keep = np.arange(len(user_ids)) if users is None else np.searchsorted(user_ids, users)
+    evaluated = np.arange(len(user_ids)) if users is None else np.searchsorted(user_ids, users)
+    keep = batches_of_rank(evaluated, batch_size, dist)  # this rank's batches (all of them for one process)
     seen = history(prepared, split) if mask_history else None
     negatives = prepared.candidates(split) if "sampled" in protocols else None
     device = item_table.device
@@ -58,4 +62,5 @@ def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared
             neg = host_to_device(negatives[user_ids[rows]], device)
             out["sampled"].append(sampled_ranks(vectors, table, target, neg).cpu().numpy())
     ranks = {p: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for p, v in out.items()}
-    return SplitRanks(split, user_ids[keep], ranks)
+    ranks = {p: gather_batches(r, batch_size, dist) for p, r in ranks.items()}
+    return SplitRanks(split, user_ids[evaluated], ranks)

@@ -4,7 +4,9 @@ A stage builds its model and `loss_fn`, then calls `fit`, which runs the shared 
 that write validation ranks and metrics, keep the best trainable weights (by validation NDCG@10,
 full ranking), save resumable state, log every loss term and report progress.
 Checkpoint folder (checkpoints/<run_id>/): model.safetensors + manifest.json hold the best
-weights; the resume files (core.store.checkpoints) hold the latest resumable state.
+weights; the resume files (core.store.checkpoints) hold the latest resumable state. In a run of
+several processes only rank 0 saves; every rank reads the resume state, and the best weights
+reach the other ranks from rank 0 over the process group, not through the disk.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from core.eval.evaluate import SplitRanks
 from core.eval.records import metric_rows, rank_rows
 from core.store import checkpoints
 from core.stages.context import RunContext
-from core.train import loop, resume
+from core.train import distributed, loop, resume
 from core.train.device import environment
 
 SELECTION_METRIC = "NDCG@10"
@@ -54,6 +56,7 @@ def manifest(spec: RunSpec, ctx: RunContext, model: torch.nn.Module, **extra) ->
     """Settings, versions, device, seed and parameter counts for a checkpoint."""
     params = list(model.parameters())
     return {"run_id": ctx.run_id, "spec": to_dict(spec), "seed": spec.train.seed, "environment": environment(ctx.device),
+            "processes": ctx.dist.world_size,
             "parameters": {"total": sum(p.numel() for p in params),
                            "trainable": sum(p.numel() for p in params if p.requires_grad)}, **extra}
 
@@ -82,10 +85,14 @@ def fit(ctx: RunContext, spec: RunSpec, model: torch.nn.Module, loss_fn: loop.Lo
         return values[f"full/{SELECTION_METRIC}"]
 
     def save_best(step: int) -> None:
+        if not ctx.dist.is_main:
+            return
         info = manifest(spec, ctx, model, best_step=step, **(extra_manifest or {}))
         checkpoints.save_checkpoint(ctx.checkpoint_dir, trainable_weights(model), info)
 
     def save_resume(state: dict) -> None:
+        if not ctx.dist.is_main:
+            return
         ctx.events.flush()  # rows up to this state are on disk before the state that covers them
         tensors, meta = resume.pack(state, trainable_weights(model))
         meta["events_seq"] = ctx.events.next_seq
@@ -100,13 +107,29 @@ def fit(ctx: RunContext, spec: RunSpec, model: torch.nn.Module, loss_fn: loop.Lo
 
     hooks = loop.Hooks(evaluate, save_best, save_resume, on_log, on_progress, ctx.cancel_requested)
     resumed = load_resume(ctx)
+    check_same_resume(ctx, resumed[0]["step"] if resumed else -1)
     if resumed is not None:
         state, weights = resumed
         load_trainable_weights(model, weights)
         ctx.events.truncate_after(state["step"], void_from_seq=state.pop("events_seq"))
         ctx.log(f"resuming from step {state['step']}")
-    result = loop.train(model, loss_fn, n_examples, spec.train, ctx.device, hooks, resumed[0] if resumed else None)
-    best, _ = checkpoints.load_checkpoint(ctx.checkpoint_dir)
-    load_trainable_weights(model, best)
+    result = loop.train(model, loss_fn, n_examples, spec.train, ctx.device, hooks, resumed[0] if resumed else None,
+                        ctx.dist)
+    load_best(ctx, model)
     model.eval()
     return result
+
+
+def load_best(ctx: RunContext, model: torch.nn.Module) -> None:
+    """Load the best checkpoint's weights; other ranks get them from rank 0, which alone saved them."""
+    if ctx.dist.is_main:
+        best, _ = checkpoints.load_checkpoint(ctx.checkpoint_dir)
+        load_trainable_weights(model, best)
+    distributed.broadcast_params([p for p in model.parameters() if p.requires_grad], ctx.dist)
+
+
+def check_same_resume(ctx: RunContext, step: int) -> None:
+    """Refuse to go on when the ranks read different resume states (-1: none), e.g. a stale copy on one node."""
+    if not distributed.same_on_all_ranks(step, ctx.dist):
+        raise RuntimeError(f"rank {ctx.dist.rank} read the resume state of step {step} but another rank read "
+                           f"another one; checkpoints/ must be one folder that every node sees, up to date")

@@ -1,7 +1,9 @@
 """What a stage gets besides its spec: where to write, which device, how to report and stop.
 
 One `RunContext` is built per run by the executor (foreground `slmrec run` and the worker alike).
-State updates go through a lock because a heartbeat thread writes state.json too.
+State updates go through a lock because a heartbeat thread writes state.json too. In a run of
+several processes every rank gets one, but only rank 0's writes anything: the others' log, state
+and cancel checks do nothing and their event writer drops its rows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
+from core.train.distributed import SINGLE, Dist
 
 
 @dataclass
@@ -27,6 +30,7 @@ class RunContext:
     device: torch.device
     events: EventWriter
     echo: bool = False  # also print log lines (foreground runs)
+    dist: Dist = SINGLE  # this process's place in a run of several processes
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _started: float = field(default_factory=time.monotonic)
 
@@ -34,8 +38,15 @@ class RunContext:
     def checkpoint_dir(self) -> Path:
         return self.paths.checkpoints / self.run_id
 
+    @property
+    def device_label(self) -> str:
+        """The device as recorded in state and timings: "cuda:0", or "8 x cuda" for 8 processes."""
+        return str(self.device) if self.dist.world_size == 1 else f"{self.dist.world_size} x {self.device.type}"
+
     def log(self, text: str) -> None:
         """Append a timestamped line to the run's log.txt."""
+        if not self.dist.is_main:
+            return
         line = f"{time.strftime('%H:%M:%S')} {text}"
         run_store.append_log(self.paths.runs, self.run_id, line + "\n")
         if self.echo:
@@ -43,6 +54,8 @@ class RunContext:
 
     def set_state(self, **fields) -> None:
         """Update state.json (phase, progress, eta_s, samples_per_s, ...)."""
+        if not self.dist.is_main:
+            return
         with self._lock:
             run_store.update_state(self.paths.runs, self.run_id, **fields)
 
@@ -53,7 +66,7 @@ class RunContext:
         self.set_state(phase=phase, progress=round(float(fraction), 4), eta_s=eta, samples_per_s=samples_per_s)
 
     def cancel_requested(self) -> bool:
-        return run_store.cancel_requested(self.paths.runs, self.run_id)
+        return self.dist.is_main and run_store.cancel_requested(self.paths.runs, self.run_id)
 
     def heartbeat(self) -> None:
         self.set_state(heartbeat_at=run_store.now_iso())

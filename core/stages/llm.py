@@ -23,6 +23,7 @@ from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
 from core.train.device import autocast, compile_enabled, frozen_weights_dtype, peak_memory_mb, seed_everything
+from core.train.distributed import SINGLE, Dist
 
 
 class StageError(RuntimeError):
@@ -87,11 +88,11 @@ def user_vectors_in(model: LLMRec, precision: str):
     return user_vectors
 
 
-def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str):
+def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str, dist: Dist = SINGLE):
     users = eval_users(prepared.n_users, spec.train.eval_users)
     return evaluate_split(user_vectors_in(model, spec.train.precision), model.item_table, prepared, split,
                           spec.data.max_len, mask_history=spec.rec.mask_history, users=users,
-                          batch_size=spec.train.batch_size)
+                          batch_size=spec.train.batch_size, dist=dist)
 
 
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:
@@ -99,21 +100,22 @@ def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role
     ctx.set_state(phase="test")
     start = time.perf_counter()
     with torch.no_grad():
-        test = write_evaluation(ctx, result.best_step, role, None, evaluate(model, spec, prepared, "test"))
+        test = write_evaluation(ctx, result.best_step, role, None, evaluate(model, spec, prepared, "test", ctx.dist))
     infer_s = time.perf_counter() - start
     n_users = len(eval_users(prepared.n_users, spec.train.eval_users))
     ctx.events.append("timings", [
         {"run_id": ctx.run_id, "phase": "train", "samples": result.samples, "seconds": result.train_seconds,
          "samples_per_s": result.samples / max(result.train_seconds, 1e-9),
-         "peak_mem_mb": peak_memory_mb(ctx.device), "device": str(ctx.device)},
+         "peak_mem_mb": peak_memory_mb(ctx.device), "device": ctx.device_label},
         {"run_id": ctx.run_id, "phase": "inference", "samples": n_users, "seconds": infer_s,
          "samples_per_s": n_users / max(infer_s, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
-         "device": str(ctx.device)}])
+         "device": ctx.device_label}])
     counts = parameter_counts(model)
-    best_manifest = checkpoints.read_manifest(ctx.checkpoint_dir)  # the weights are already loaded
-    best_manifest.update(parameters=counts, test_metrics=test, train_seconds=result.train_seconds,
-                         inference_seconds=infer_s, **extra)
-    checkpoints.write_manifest(ctx.checkpoint_dir, best_manifest)
+    if ctx.dist.is_main:  # the only writer of a run of several processes
+        best_manifest = checkpoints.read_manifest(ctx.checkpoint_dir)  # the weights are already loaded
+        best_manifest.update(parameters=counts, test_metrics=test, train_seconds=result.train_seconds,
+                             inference_seconds=infer_s, **extra)
+        checkpoints.write_manifest(ctx.checkpoint_dir, best_manifest)
     return {"metrics": {role: test}, "best_step": result.best_step, "parameters": counts}
 
 
@@ -130,7 +132,8 @@ def run_teacher(spec: RunSpec, ctx: RunContext) -> dict:
         ce = model.loss(data.inputs[indices], data.targets[indices])
         return ce, {"total": ce, "ce": ce}
 
-    result = fit(ctx, spec, model, loss_fn, len(data), lambda: evaluate(model, spec, prepared, "valid"), "teacher",
+    result = fit(ctx, spec, model, loss_fn, len(data), lambda: evaluate(model, spec, prepared, "valid", ctx.dist),
+                 "teacher",
                  {"role": "teacher", "layer_indices": list(model.backbone.layer_indices)})
     return finish(ctx, spec, model, prepared, result, "teacher", {"role": "teacher"})
 

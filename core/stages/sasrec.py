@@ -41,7 +41,7 @@ def evaluate_model(ctx: RunContext, spec: RunSpec, prepared, model, split: str, 
     with torch.no_grad():
         table = model.item_table()
         result = evaluate_split(model.user_vectors, table, prepared, split, spec.data.max_len,
-                                mask_history=spec.rec.mask_history, users=users)
+                                mask_history=spec.rec.mask_history, users=users, dist=ctx.dist)
     return write_evaluation(ctx, step, name, None, result)
 
 
@@ -64,20 +64,21 @@ def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
     def evaluate_valid():
         users = eval_users(prepared.n_users, spec.train.eval_users)
         return evaluate_split(model.user_vectors, model.item_table(), prepared, "valid", spec.data.max_len,
-                              mask_history=spec.rec.mask_history, users=users)
+                              mask_history=spec.rec.mask_history, users=users, dist=ctx.dist)
 
     ctx.set_state(phase="train")
     schedule = sasrec_schedule(spec)
     result = fit(ctx, replace(spec, train=schedule), model, loss_fn, len(inputs), evaluate_valid, "sasrec")
     ctx.set_state(phase="test")
     test = evaluate_model(ctx, spec, prepared, model, "test", result.best_step, "sasrec")
-    weights = trainable_weights(model) | {"item_table": model.item_table().detach().cpu().contiguous()}
-    info = manifest(spec, ctx, model, best_step=result.best_step, n_items=prepared.n_items,
-                    item_dim=spec.sasrec.hidden, dataset_key=prepared.key, test_metrics=test,
-                    train_seconds=result.train_seconds)
-    checkpoints.save_checkpoint(ctx.checkpoint_dir, weights, info)
+    if ctx.dist.is_main:  # the only writer of a run of several processes
+        weights = trainable_weights(model) | {"item_table": model.item_table().detach().cpu().contiguous()}
+        info = manifest(spec, ctx, model, best_step=result.best_step, n_items=prepared.n_items,
+                        item_dim=spec.sasrec.hidden, dataset_key=prepared.key, test_metrics=test,
+                        train_seconds=result.train_seconds)
+        checkpoints.save_checkpoint(ctx.checkpoint_dir, weights, info)
     ctx.events.append("timings", [{"run_id": ctx.run_id, "phase": "train", "samples": result.samples,
                                    "seconds": result.train_seconds,
                                    "samples_per_s": result.samples / max(result.train_seconds, 1e-9),
-                                   "peak_mem_mb": None, "device": str(ctx.device)}])
+                                   "peak_mem_mb": None, "device": ctx.device_label}])
     return {"metrics": {"sasrec": test, "popularity": baseline["test"]}, "best_step": result.best_step}

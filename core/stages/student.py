@@ -71,7 +71,8 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
             f"{len(data)} examples, teacher states {spec.distill.teacher_states if teacher else 'none'}, "
             f"{parameter_counts(model)}")
     loss_fn = make_loss(model, teacher, data, cached, teacher_layers, student_layers, spec)
-    result = fit(ctx, spec, model, loss_fn, len(data), lambda: evaluate(model, spec, prepared, "valid"), "student",
+    result = fit(ctx, spec, model, loss_fn, len(data), lambda: evaluate(model, spec, prepared, "valid", ctx.dist),
+                 "student",
                  {"role": "student", "adapter_layers": student_layers[:-1], "block_pairs": pairs,
                   "layer_indices": list(model.backbone.layer_indices)})
     return finish(ctx, spec, model, prepared, result, "student",

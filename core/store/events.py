@@ -117,3 +117,31 @@ class EventWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.flush()
+
+
+class NullEventWriter:
+    """The writer of a process that must write nothing (ranks > 0 of a run of several processes):
+    the same calls as `EventWriter`, and every row is dropped, since rank 0 writes the same rows."""
+
+    next_seq = 0
+
+    def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        pass
+
+    def append_columns(self, table: str, columns: Mapping[str, Any]) -> None:
+        pass
+
+    def flush(self) -> list[Path]:
+        return []
+
+    def mark_resume_point(self, step: int) -> None:
+        pass
+
+    def truncate_after(self, step: int, void_from_seq: int | None = None) -> None:
+        pass
+
+    def __enter__(self) -> NullEventWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        pass

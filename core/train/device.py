@@ -1,6 +1,7 @@
 """Device, precision and seeding, chosen once at the entry point and passed down.
 
-`resolve_device("auto")` picks CUDA when present, else CPU. bf16 autocast is used on CUDA only:
+`resolve_device("auto")` picks CUDA when present, else CPU; in a run of several processes each
+takes the GPU of its local rank (core/train/distributed.py). bf16 autocast is used on CUDA only:
 CPU autocast in bf16 is slower than fp32 on most CPUs and changes numerics for no gain here.
 """
 
@@ -15,9 +16,14 @@ import sys
 import numpy as np
 import torch
 
+from core.config import ConfigError
+from core.train.distributed import SINGLE, Dist
 
-def resolve_device(name: str = "auto") -> torch.device:
+
+def resolve_device(name: str = "auto", dist: Dist = SINGLE) -> torch.device:
     """The torch device for a setting: auto | cpu | cuda | cuda:N | mps."""
+    if dist.world_size > 1:
+        return _rank_device(name, dist)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -29,6 +35,21 @@ def resolve_device(name: str = "auto") -> torch.device:
 def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether training runs under bf16 autocast (precision 'bf16', or 'auto' on CUDA)."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def _rank_device(name: str, dist: Dist) -> torch.device:
+    """A distributed run's device for this process: the GPU of its local rank, or the CPU."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name not in ("auto", "cuda"):
+        raise ConfigError(f"train.device: '{name}' cannot be shared by {dist.local_world_size} processes per node; "
+                          "a run of several processes takes 'cuda' (each process the GPU of its local rank), "
+                          "'cpu' or 'auto' (also check the worker's --device)")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if dist.local_world_size > count:
+        raise ConfigError(f"train.nproc_per_node: {dist.local_world_size} processes per node, but this node has "
+                          f"{count} CUDA device(s); use at most {count} (one GPU per process), or train.device=cpu")
+    return torch.device("cuda", dist.local_rank)
 
 
 def autocast(device: torch.device, precision: str = "auto"):

@@ -6,6 +6,8 @@ schedule with linear warmup, gradient accumulation and clipping, bf16 autocast o
 resumable state: optimizer, scheduler, RNG and data position (epoch, batch). The example order of
 an epoch comes from a generator seeded by (seed, epoch), so the position alone restores it.
 Loss values are read back from the device only at logging intervals, never every step.
+With several processes (`dist`), batches are global: each rank trains on its slice and the
+gradients are summed over ranks before the step (core/train/distributed.py states the semantics).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 import torch
 
 from core.config import TrainConfig
+from core.train import distributed
 from core.train.device import autocast
+from core.train.distributed import SINGLE, Dist
 
 LossFn = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -99,15 +103,18 @@ def _restore(opt, sched, state: dict) -> dict:
 
 
 def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainConfig,
-          device: torch.device, hooks: Hooks, resume: dict | None = None) -> LoopResult:
+          device: torch.device, hooks: Hooks, resume: dict | None = None, dist: Dist = SINGLE) -> LoopResult:
     """Train `model` on `n_examples` examples through `loss_fn`; evaluate and checkpoint via hooks."""
     params = [p for p in model.parameters() if p.requires_grad]
+    distributed.check_batch(cfg.batch_size, dist)
+    distributed.broadcast_params(params, dist)  # the all-reduced steps keep the ranks equal from here on
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     per_epoch, total = plan_steps(n_examples, cfg)
     sched = cosine_with_warmup(opt, total, int(cfg.warmup_ratio * total))
     pos = {"step": 0, "epoch": 0, "batch": 0, "best_score": -math.inf, "best_step": -1, "stale": 0}
     if resume is not None:
         pos = _restore(opt, sched, resume)
+    distributed.seed_rank_stream(cfg.seed, pos["step"], dist)
     start, samples, log_t, log_samples = time.perf_counter(), 0, time.perf_counter(), 0
     stopped_early, window = False, 0
     sums: dict[str, torch.Tensor] = {}
@@ -118,12 +125,16 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainCo
         while pos["batch"] < len(batches) and pos["step"] < total:
             group = batches[pos["batch"]: pos["batch"] + cfg.grad_accum]
             for indices in group:
+                mine = distributed.shard(indices, dist)
                 with autocast(device, cfg.precision):
-                    loss, terms = loss_fn(indices)
-                (loss * len(indices) / sum(len(g) for g in group)).backward()
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + value.detach().float() / len(group)
+                    # an empty slice (a last batch shorter than the world) still runs one example at
+                    # weight 0, so every rank logs the same terms and reaches the same collectives
+                    loss, terms = loss_fn(mine if len(mine) else indices[:1])
+                (loss * len(mine) / sum(len(g) for g in group)).backward()
+                for name, value in terms.items():  # this rank's part of the step's mean (exact for one process)
+                    sums[name] = sums.get(name, 0.0) + value.detach().float() / len(group) * (len(mine) / len(indices))
                 samples += len(indices)
+            distributed.all_reduce_grads(params, dist)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             opt.step()
             sched.step()
@@ -132,7 +143,7 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainCo
             pos["batch"] += len(group)
             window += 1
             if pos["step"] % cfg.log_every == 0 or pos["step"] == total:
-                logged = {k: float(v) / window for k, v in sums.items()}
+                logged = {k: v / window for k, v in distributed.sum_over_ranks(sums, dist).items()}
                 logged.update(lr=sched.get_last_lr()[0], grad_norm=float(grad_norm))
                 _check_finite(pos["step"], logged)
                 hooks.on_log(pos["step"], pos["epoch"] + pos["batch"] / len(batches), logged)
@@ -142,7 +153,7 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainCo
             epoch_ends = pos["batch"] >= len(batches) or pos["step"] >= total  # saved after its evaluation
             if cfg.checkpoint_every and pos["step"] % cfg.checkpoint_every == 0 and not epoch_ends:
                 hooks.save_resume(_resume_state(opt, sched, pos))
-            if hooks.should_stop():
+            if distributed.flag_from_main(dist.is_main and hooks.should_stop(), dist):
                 hooks.save_resume(_resume_state(opt, sched, pos))
                 raise Cancelled(f"cancelled at step {pos['step']}")
         finished_epoch = pos["batch"] >= len(batches)
