@@ -30,14 +30,21 @@ def linked_project(source: Path, target: Path) -> None:
         (target / part).symlink_to((source / part).resolve())
 
 
+def pipeline_specs(root: Path, device: str):
+    """(teacher, student, analysis) specs exactly as the `slmrec submit pipeline` command line builds them."""
+    from core import commands  # noqa: PLC0415
+
+    args = commands.build_parser().parse_args(["--root", str(root), *PIPELINE_ARGS, "--device", device])
+    return commands.pipeline_specs(args)
+
+
 def run_pipeline(root: Path, device: str) -> dict:
-    from core import commands, pipeline  # noqa: PLC0415
+    from core import pipeline  # noqa: PLC0415
     from core.store.paths import Paths  # noqa: PLC0415
 
-    args = commands.build_parser().parse_args([*PIPELINE_ARGS, "--device", device, "--root", str(root)])
     paths = Paths(root)
     stages, start = [], time.perf_counter()
-    for run_id in pipeline.plan_pipeline(paths, *commands.pipeline_specs(args)):
+    for run_id in pipeline.plan_pipeline(paths, *pipeline_specs(root, device)):
         began = time.perf_counter()
         state = pipeline.execute(paths, run_id)
         stages.append({"run_id": run_id, "status": state["status"], "seconds": round(time.perf_counter() - began, 1),

@@ -1,5 +1,6 @@
 """The benchmarks run end to end at toy sizes (their numbers are not asserted: no timed tests)."""
 
+import pytest
 import torch
 
 from bench import llm
@@ -15,3 +16,13 @@ def test_llm_benchmark_produces_every_row(monkeypatch):
     assert names == ["teacher_train", "student_train", "distill_live_teacher", "distill_cached_teacher",
                      "teacher_inference", "student_inference", "ratios"]
     assert all(r.get("samples_per_s", 1) > 0 and r.get("users_per_s", 1) > 0 for r in rows)
+
+
+def test_pipeline_benchmark_plans_the_cpu_quick_chain(tmp_path):
+    from bench.pipeline import linked_project, pipeline_specs
+
+    teacher, student, analysis = pipeline_specs(tmp_path, "cpu")
+    assert (teacher.backbone.depth, student.backbone.depth, student.distill.blocks) == (8, 4, 4)
+    assert teacher.backbone.base == "smollm2" and teacher.data.dataset == "ml-100k" and analysis.kind == "analysis"
+    with pytest.raises(SystemExit, match="run `slmrec fetch`"):
+        linked_project(tmp_path / "no-assets", tmp_path / "project")
