@@ -18,6 +18,7 @@ where L = `num_layers`, the number of kept layers. `layer_indices[l - 1]` is the
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Sequence
@@ -105,13 +106,14 @@ class _PrefixKV:
         return torch.cat([self.key.expand(grow), key], dim=2), torch.cat([self.value.expand(grow), value], dim=2)
 
 
-def _cache_argument(layer: nn.Module) -> str:
-    """The decoder layer's keyword for a key/value cache: renamed across transformers releases."""
-    names = inspect.signature(layer.forward).parameters
+@functools.cache
+def _cache_argument(layer_type: type) -> str:
+    """The decoder layer class's keyword for a key/value cache: renamed across transformers releases."""
+    names = inspect.signature(layer_type.forward).parameters
     for name in ("cache", "past_key_values", "past_key_value"):
         if name in names:
             return name
-    raise BackboneError(f"{type(layer).__name__}.forward takes no key/value cache argument; "
+    raise BackboneError(f"{layer_type.__name__}.forward takes no key/value cache argument; "
                         "this transformers version is not supported")
 
 
@@ -212,7 +214,7 @@ class Backbone(nn.Module):
             allowed = torch.cat([prefix_keys, allowed], dim=-1)
         mask = self._attention_mask(allowed, hidden_states.dtype)
         position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
-        cache_argument = _cache_argument(self.layers[0]) if caches else None
+        cache_argument = _cache_argument(type(self.layers[0])) if caches else None
         for index, layer in enumerate(self.layers[:depth], start=1):
             extra = {cache_argument: caches[index - 1]} if caches else {}
             hidden_states = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
