@@ -26,7 +26,7 @@ OPTIONS = [
     ("--seed", "train", "seed", int), ("--device", "train", "device", str),
     ("--max-steps", "train", "max_steps", int), ("--eval-users", "train", "eval_users", int),
     ("--precision", "train", "precision", str), ("--patience", "train", "patience", int),
-    ("--nproc-per-node", "train", "nproc_per_node", int),
+    ("--nproc-per-node", "train", "nproc_per_node", int), ("--compile", "train", "compile", str),
     ("--sasrec-epochs", "sasrec", "epochs", int), ("--sasrec-hidden", "sasrec", "hidden", int),
     ("--base", "backbone", "base", str), ("--teacher-depth", "backbone", "depth", int),
     ("--student-layers", "backbone", "depth", int), ("--layer-selection", "backbone", "layer_selection", str),

@@ -177,3 +177,11 @@ def test_output_cut_short_by_the_reader_is_not_an_error(project):
     _, err = writer.communicate(timeout=120)
     assert writer.returncode == 0
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_compile_option_reaches_the_spec_and_bad_values_are_refused(project, capsys):
+    code, out = submit(project, capsys, "teacher", "--preset", "tiny", "--dataset", "toy", "--compile", "off", "--json")
+    assert code == 0
+    assert spec_of(project, out["runs"][-1]["run_id"])["spec"]["train"]["compile"] == "off"
+    assert main(["--root", str(project), "submit", "teacher", "--preset", "tiny", "--compile", "yes"]) == 2
+    assert "train.compile: expected auto, on or off, got 'yes'" in capsys.readouterr().err
