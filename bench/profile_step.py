@@ -67,10 +67,12 @@ def main() -> None:
               flush=True)
     original = Backbone._attention_mask
     Backbone._attention_mask = lambda self, allowed, dtype: None
-    model = build(args.depth, shape, device, "lora")
-    print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
-          flush=True)
-    Backbone._attention_mask = original
+    try:
+        model = build(args.depth, shape, device, "lora")
+        rate = timed(model, data, n, shape, device)
+    finally:
+        Backbone._attention_mask = original
+    print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(rate, 1)}), flush=True)
     print(kernel_table(build(args.depth, shape, device, "lora"), data, shape, device))
 
 

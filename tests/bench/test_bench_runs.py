@@ -26,3 +26,17 @@ def test_pipeline_benchmark_plans_the_cpu_quick_chain(tmp_path):
     assert teacher.backbone.base == "smollm2" and teacher.data.dataset == "ml-100k" and analysis.kind == "analysis"
     with pytest.raises(SystemExit, match="run `slmrec fetch`"):
         linked_project(tmp_path / "no-assets", tmp_path / "project")
+
+
+def test_profile_step_times_every_variant_and_lists_kernels(monkeypatch, capsys):
+    from bench import profile_step
+
+    monkeypatch.setattr(llm, "SMOLLM2_SHAPE", dict(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                   num_key_value_heads=2, vocab_size=512,
+                                                   max_position_embeddings=256))
+    monkeypatch.setattr("sys.argv", ["profile_step", "--device", "cpu", "--batch", "2", "--depth", "2"])
+    profile_step.main()
+    out = capsys.readouterr().out
+    for variant in ("lora", "full", "frozen", "lora_nomask"):
+        assert f'"variant": "{variant}"' in out
+    assert "aten::" in out  # the kernel table
