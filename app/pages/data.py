@@ -81,6 +81,9 @@ cols[2].metric("Interactions", f"{s['interactions']:,}")
 cols[3].metric("Density", f"{100 * s['density']:.2f}%")
 cols[4].metric("Sequence length", f"{s['seq_len_median']:.0f}", help=f"median; mean {s['seq_len_mean']:.1f}, "
                f"min {s['seq_len_min']}, max {s['seq_len_max']}")
+note = next((v["stats"].get("candidates", {}).get("note") for v in versions if v["key"] == key), None)
+if note:  # the sampled protocol repeats items for some users of this version
+    st.info(note, icon=":material/info:")
 hist = info["histogram"]
 widgets.chart(figures.histogram(hist, "length", "Interactions per user", "sequence length (bin start)"), hist,
               "data_seq_len_histogram")

@@ -93,6 +93,15 @@ def _synthetic_stats(source: Path) -> dict[str, Any]:
     return {"synthetic": {**data.get("settings", {}), **data.get("rule", {})}, "oracle": data.get("oracle", {})}
 
 
+def repeats_note(n_negatives: int, n_items: int, repeats: dict[str, int]) -> str:
+    """What it means for the sampled protocol that some users have fewer unseen items than negatives."""
+    worst = max(repeats.values())
+    return (f"data.n_negatives is {n_negatives} but {worst} users have fewer unseen items than that among the "
+            f"{n_items} items; their sampled candidate rows repeat items, which makes their sampled metrics "
+            "pessimistic (full ranking is unaffected). Set data.n_negatives lower in a --spec file "
+            "(e.g. 99) or read the full-ranking metrics.")
+
+
 def _candidates_file(folder: Path, split: str) -> Path:
     return folder / f"candidates_{split}.npy"
 
@@ -110,6 +119,8 @@ def _build(cfg: DataConfig, source: Path, data_root: Path, key: str, folder: Pat
     stats = compute_stats(sequences, n_items, kept.drops, read_rows)
     stats["titled_items"] = sum(1 for t in titles[1:] if t)
     stats["candidates"] = {"n_negatives": cfg.n_negatives, "users_with_repeats": repeats}
+    if any(repeats.values()):
+        stats["candidates"]["note"] = repeats_note(cfg.n_negatives, n_items, repeats)
     meta = {"version": CACHE_VERSION, "key": key, "dataset": cfg.dataset,
             "source": os.path.relpath(source, data_root), "settings": key_settings(cfg),
             "n_users": n_users, "n_items": n_items, "stats": stats}

@@ -111,3 +111,16 @@ def test_runs_page_reports_unreadable_result_files(fresh, open_page):
     app = open_page("runs")
     _no_errors(app)
     assert any("cannot be read" in w.value for w in app.warning)
+
+
+def test_data_page_says_when_sampled_rows_repeat_items(fresh, open_page):
+    from core.config import DataConfig
+    from core.data.prepare import prepare
+
+    root, _ = fresh
+    prepare(DataConfig(dataset="toy", kcore=0, n_negatives=99), root / "data")  # 30 items: every row repeats
+    app = open_page("data")
+    _no_errors(app)
+    assert app.selectbox(key="data_version").index == 1  # the newest prepared version, shown by default
+    notes = [i.value for i in app.info if "data.n_negatives is 99 but 60 users" in i.value]
+    assert notes, "the prepared version with 99 negatives over 30 items shows the repeats note"
