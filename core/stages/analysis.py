@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.config import RunSpec
+from core.config import RunSpec, TrainConfig
 from core.data.examples import eval_examples
 from core.data.prepare import prepare
 from core.eval.probe import adapter_readout_vectors, evaluate_readouts, last_states, readout_vectors
@@ -130,19 +130,19 @@ def _on_batch(ctx: RunContext, phase: str, total: int, done_before: int = 0, ove
 
 # --- trained runs -----------------------------------------------------------------------------------
 
-def _load_subject(ctx: RunContext, run_id: str, field_name: str) -> Subject:
+def _load_subject(ctx: RunContext, run_id: str, field_name: str, using: TrainConfig) -> Subject:
     kind = run_store.read_spec(ctx.paths.runs, run_id)["spec"].get("kind")
     if kind not in ("teacher", "student"):
         raise StageError(f"analysis.{field_name}: run '{run_id}' is a {kind} run; expected a teacher or student run")
-    spec, model = load_finished_model(ctx, run_id)
+    spec, model = load_finished_model(ctx, run_id, using)
     return Subject(kind, run_id=run_id, spec=spec, model=model, layer_indices=list(model.backbone.layer_indices))
 
 
 def _runs_states(spec: RunSpec, ctx: RunContext):
     a = spec.analysis
-    subjects = [_load_subject(ctx, a.run, "run")]
+    subjects = [_load_subject(ctx, a.run, "run", spec.train)]
     if a.against:
-        other = _load_subject(ctx, a.against, "against")
+        other = _load_subject(ctx, a.against, "against", spec.train)
         if other.spec.data != subjects[0].spec.data:
             raise StageError(f"analysis.against: runs '{a.run}' and '{a.against}' were trained on different data "
                              "settings, so their users cannot be paired")

@@ -9,11 +9,11 @@ Both save only trainable weights (LoRA, maps, adapters) with a manifest of param
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from core.config import RunSpec, from_dict
+from core.config import RunSpec, TrainConfig, from_dict
 from core.data.examples import training_examples
 from core.data.prepare import prepare
 from core.eval.evaluate import eval_users, evaluate_split
@@ -138,8 +138,9 @@ def run_teacher(spec: RunSpec, ctx: RunContext) -> dict:
     return finish(ctx, spec, model, prepared, result, "teacher", {"role": "teacher"})
 
 
-def load_finished_model(ctx: RunContext, run_id: str) -> tuple[RunSpec, LLMRec]:
-    """Rebuild a finished teacher or student run from its spec and best trainable weights."""
+def load_finished_model(ctx: RunContext, run_id: str, using: TrainConfig) -> tuple[RunSpec, LLMRec]:
+    """Rebuild a finished teacher or student run from its spec and best trainable weights, in the
+    precision and compile setting of the run `using` it (its weights are all that must match)."""
     state = run_store.read_state(ctx.paths.runs, run_id)
     if state.get("status") != "done":
         raise StageError(f"run '{run_id}' is {state.get('status')}, not done; it cannot be used yet")
@@ -151,7 +152,8 @@ def load_finished_model(ctx: RunContext, run_id: str) -> tuple[RunSpec, LLMRec]:
                          f"loaded; run that {spec.kind} again (or pick another finished run)")
     prepared = prepare(spec.data, ctx.paths.data_root)
     weights, info = checkpoints.load_checkpoint(folder)
-    model = build_model(spec, ctx, load_item_table(ctx, spec.sasrec_run, prepared.n_items),
+    as_used = replace(spec, train=replace(spec.train, precision=using.precision, compile=using.compile))
+    model = build_model(as_used, ctx, load_item_table(ctx, spec.sasrec_run, prepared.n_items),
                         info.get("adapter_layers", ()))
     load_trainable_weights(model, weights)
     model.eval()

@@ -38,7 +38,7 @@ def _teacher(ctx: RunContext, spec: RunSpec):
             raise StageError("distill.teacher_run: lambda_cos and lambda_norm need a finished teacher run "
                              "(--teacher RUN_ID); set both to 0 for a student without distillation")
         return None, None
-    teacher_spec, teacher = load_finished_model(ctx, k.teacher_run)
+    teacher_spec, teacher = load_finished_model(ctx, k.teacher_run, spec.train)
     if teacher_spec.data != spec.data:
         raise StageError(f"distill.teacher_run: teacher '{k.teacher_run}' was trained on other data settings "
                          f"({teacher_spec.data}); a student must use the same data as its teacher")

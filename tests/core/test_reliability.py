@@ -131,7 +131,7 @@ def test_student_as_deep_as_its_teacher_is_warned_not_refused(project, capsys, m
     class Teacher:
         num_layers = 4
     spec = from_dict(run_store.read_spec(paths.runs, teacher_id)["spec"])
-    monkeypatch.setattr(student, "load_finished_model", lambda ctx, run_id: (spec, Teacher()))
+    monkeypatch.setattr(student, "load_finished_model", lambda ctx, run_id, using: (spec, Teacher()))
     def stop(*args, **kwargs):
         raise RuntimeError("stop here")
     monkeypatch.setattr(student, "load_item_table", stop)

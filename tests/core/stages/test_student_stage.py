@@ -1,6 +1,8 @@
 """The student stage: distillation moves the student toward the teacher; cached == live teacher."""
 
 import pytest
+from dataclasses import replace
+
 import torch
 
 from core import pipeline
@@ -67,7 +69,7 @@ def test_cached_and_live_teacher_states_give_equal_losses(teacher_run):
     paths, teacher_id = teacher_run
     s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2})
     ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
-    _, teacher = load_finished_model(ctx, teacher_id)
+    _, teacher = load_finished_model(ctx, teacher_id, s.train)
     prepared = prepare(s.data, paths.data_root)
     pairs = block_pairs(4, 2, 2)
     t_layers, s_layers = [t for t, _ in pairs], [x for _, x in pairs]
@@ -106,3 +108,12 @@ def test_alignment_without_teacher_is_refused(project):
     pipeline.execute(paths, ids[0])
     state = pipeline.execute(paths, ids[-1])
     assert state["status"] == "failed" and "need a finished teacher run" in state["error"]
+
+
+def test_a_finished_model_is_loaded_in_the_precision_of_the_run_using_it(teacher_run):
+    paths, teacher_id = teacher_run
+    ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
+    train = spec("student").train
+    dtype = lambda model: model.backbone.layers[0].mlp.up_proj.base_layer.weight.dtype  # noqa: E731
+    assert dtype(load_finished_model(ctx, teacher_id, train)[1]) == torch.float32
+    assert dtype(load_finished_model(ctx, teacher_id, replace(train, precision="bf16"))[1]) == torch.bfloat16
