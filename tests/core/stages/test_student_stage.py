@@ -1,8 +1,8 @@
 """The student stage: distillation moves the student toward the teacher; cached == live teacher."""
 
-import pytest
 from dataclasses import replace
 
+import pytest
 import torch
 
 from core import pipeline
