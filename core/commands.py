@@ -276,12 +276,15 @@ def cmd_runs(args) -> int:
 
 
 def cmd_query(args) -> int:
+    import duckdb  # noqa: PLC0415
+
     from core.store.query import query  # noqa: PLC0415
 
     try:
         rows = query(_paths(args).data_root, args.sql)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    except (ValueError, duckdb.Error) as exc:  # a bad query is the user's to fix: no traceback
+        raise UserError(f"query: {exc} (`slmrec query \"SHOW TABLES\"` lists the tables, "
+                        "`slmrec query \"DESCRIBE metrics\"` a table's columns)") from exc
     _print_rows(rows, args.json, args.csv)
     return 0
 

@@ -185,3 +185,9 @@ def test_compile_option_reaches_the_spec_and_bad_values_are_refused(project, cap
     assert spec_of(project, out["runs"][-1]["run_id"])["spec"]["train"]["compile"] == "off"
     assert main(["--root", str(project), "submit", "teacher", "--preset", "tiny", "--compile", "yes"]) == 2
     assert "train.compile: expected auto, on or off, got 'yes'" in capsys.readouterr().err
+
+
+def test_a_bad_query_is_an_error_message_not_a_traceback(project, capsys):
+    assert main(["--root", str(project), "query", "SELECT no_such_column FROM metrics"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: query: Binder Error") and "no_such_column" in err and "SHOW TABLES" in err
