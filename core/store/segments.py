@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,18 +112,20 @@ def segment_seqs(events_dir: Path) -> list[int]:
     return seqs + [marker["before_seq"] - 1 for marker in read_resume_markers(events_dir)]
 
 
-def scan_events(run_dir: Path, footers: FooterCache | None = None, attempts: int = 5) -> EventScan:
+def scan_events(run_dir: Path, footers: FooterCache | None = None, attempts: int = 8) -> EventScan:
     """The segments of one run that a reader should see, with their resume cutoffs.
 
     A file that disappears while we look (a concurrent `compact`) means the folder changed under
     us, so the whole scan is redone: a partial view could miss the merged file that replaced it.
     """
     footers = footers or FooterCache()
-    for _ in range(attempts):
+    for attempt in range(attempts):
         try:
             return _scan_once(Path(run_dir) / "events", footers)
         except FileNotFoundError:
-            continue
+            # a compaction removes its inputs one by one: wait a little longer each time, so that on a
+            # busy machine the scan does not keep landing in the middle of the removals
+            time.sleep(min(0.02 * 2 ** attempt, 0.5))
     return _scan_once(Path(run_dir) / "events", footers)
 
 
