@@ -48,12 +48,13 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
     return backbone.to(device)
 
 
-def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False) -> LLMRec:
+def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,
+                training: str = "lora") -> LLMRec:
     torch.manual_seed(0)
     table = torch.randn(shape.n_items + 1, 128)
     # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
-    backbone = random_backbone(depth, device)
+    backbone = random_backbone(depth, device, training=training)
     if compiled:
         backbone.compile_layers()  # as core.stages.llm.build_model does under train.compile
     return LLMRec(backbone, table, prompt, adapters).to(device)

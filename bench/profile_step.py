@@ -23,13 +23,6 @@ from core.models.backbone import Backbone
 from core.models.llmrec import LLMRec
 
 
-def build(depth: int, shape: llm.Shape, device, training: str) -> LLMRec:
-    torch.manual_seed(0)
-    table = torch.randn(shape.n_items + 1, 128)
-    prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
-    return LLMRec(llm.random_backbone(depth, device, training=training), table, prompt).to(device)
-
-
 def timed(model: LLMRec, data, n: int, shape: llm.Shape, device) -> float:
     return llm.timed_training(model, lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
                               device)
@@ -62,18 +55,18 @@ def main() -> None:
     n = 2 * shape.steps * shape.batch
     data = llm.examples(shape, n, device)
     for name, training in (("lora", "lora"), ("full", "full"), ("frozen", "frozen")):
-        model = build(args.depth, shape, device, training)
+        model = llm.recommender(args.depth, shape, device, training=training)
         print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
               flush=True)
     original = Backbone._attention_mask
     Backbone._attention_mask = lambda self, allowed, dtype: None
     try:
-        model = build(args.depth, shape, device, "lora")
+        model = llm.recommender(args.depth, shape, device)
         rate = timed(model, data, n, shape, device)
     finally:
         Backbone._attention_mask = original
     print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(rate, 1)}), flush=True)
-    print(kernel_table(build(args.depth, shape, device, "lora"), data, shape, device))
+    print(kernel_table(llm.recommender(args.depth, shape, device), data, shape, device))
 
 
 if __name__ == "__main__":

@@ -48,19 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _child_json(module: str, *args: str) -> dict:
+    """The JSON document `python -m module args` prints, run in its own process."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout)
+
+
 def cpu_quick_pipeline(device: torch.device) -> dict:
     """The cpu-quick pipeline end to end (bench/pipeline.py, in its own process and project)."""
-    out = subprocess.run([sys.executable, "-m", "bench.pipeline", "--device", str(device)], capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _child_json("bench.pipeline", "--device", str(device))
 
 
 def app_pages() -> dict:
     """Page render times on 200 runs and 1M metric rows (bench/app_pages.py, in its own process:
     it points SLMREC_ROOT at a temporary store)."""
-    out = subprocess.run([sys.executable, "-m", "bench.app_pages"], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
-    return {"bench": "app_pages", **json.loads(out.stdout)}
+    return {"bench": "app_pages", **_child_json("bench.app_pages")}
 
 
 if __name__ == "__main__":
