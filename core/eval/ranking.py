@@ -134,7 +134,8 @@ def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: Hi
         width = block.shape[0]
         # The target rows ride along in the same matmul as the chunk, so a target and an item with
         # an identical embedding get bit-identical scores and the tie is counted as a tie.
-        scores = users @ torch.cat([block, target_rows]).to(dtype).T  # (B, C + B)
+        with _exact(users.device):
+            scores = users @ torch.cat([block, target_rows]).to(dtype).T  # (B, C + B)
         target_scores = scores[:, width:].diagonal()  # (B,) user b against its own target
         chunk = scores[:, :width]  # (B, C)
         above = chunk >= target_scores[:, None]  # ties count as above
@@ -160,8 +161,7 @@ def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, histor
     ties), so memory is O(B * (item_chunk + B)) whatever the catalogue size. Same semantics as
     `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`.
     """
-    with _exact(user_vectors.device):
-        return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
+    return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
 
 
 def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
@@ -172,8 +172,7 @@ def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, h
     it exactly when its rank is below top_k, up to the order of tied scores. It is merged chunk by
     chunk (a running top-K), so it never needs a (B, n_items) matrix either.
     """
-    with _exact(user_vectors.device):
-        return _scan(user_vectors, item_table, targets, history, item_chunk, top_k)
+    return _scan(user_vectors, item_table, targets, history, item_chunk, top_k)
 
 
 def sampled_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
