@@ -36,10 +36,10 @@ class Shape:
     steps: int = 5  # timed optimizer steps (after as many warm-up steps)
 
 
-def random_backbone(depth: int, device, training: str = "lora", layers: int = 30) -> Backbone:
-    """A SmolLM2-shaped decoder with seeded random weights, first `depth` layers kept, its weights
-    in the dtype a stage would load them in on this device."""
-    model = build_tiny_llama(num_layers=layers, **SMOLLM2_SHAPE)
+def random_backbone(depth: int, device, training: str = "lora", layers: int = 30, dims: dict | None = None) -> Backbone:
+    """A SmolLM2-shaped decoder (or `dims`, a variant of SMOLLM2_SHAPE) with seeded random weights,
+    first `depth` layers kept, its weights in the dtype a stage would load them in on this device."""
+    model = build_tiny_llama(num_layers=layers, **(dims or SMOLLM2_SHAPE))
     embed, all_layers, norm, rotary = decoder_parts(model, "bench")
     backbone = Backbone(embed, list(all_layers[:depth]), norm, rotary, tiny_tokenizer(), range(depth),
                         model.config, layers)
@@ -49,12 +49,12 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
 
 
 def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,
-                training: str = "lora") -> LLMRec:
+                training: str = "lora", dims: dict | None = None) -> LLMRec:
     torch.manual_seed(0)
     table = torch.randn(shape.n_items + 1, 128)
     # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
-    backbone = random_backbone(depth, device, training=training)
+    backbone = random_backbone(depth, device, training=training, dims=dims)
     if compiled:
         backbone.compile_layers()  # as core.stages.llm.build_model does under train.compile
     return LLMRec(backbone, table, prompt, adapters).to(device)

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from bench import llm, store
+from bench import host, llm, store
 from core.train.device import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slmrec bench")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["llm", "store", "data", "app", "pipeline"], help="run one group only")
+    parser.add_argument("--only", choices=["llm", "host", "store", "data", "app", "pipeline"], help="run one group only")
     parser.add_argument("--batch", type=int, help="override the batch size")
     parser.add_argument("--compile", choices=["auto", "on", "off", "both"], default="auto",
                         help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU)")
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         for compiled in modes[args.compile]:
             for row in llm.run(device, shape, teacher_depth=30, student_depth=4, blocks=2, compiled=compiled):
                 emit(row)
+    if args.only in (None, "host"):
+        for row in host.run():
+            emit(row)
     if args.only in (None, "store"):
         emit(store.query_latency())
     if args.only in (None, "data"):

@@ -106,6 +106,15 @@ class _PrefixKV:
         return torch.cat([self.key.expand(grow), key], dim=2), torch.cat([self.value.expand(grow), value], dim=2)
 
 
+def _prefix_key(layers: nn.Module, prefix: torch.Tensor, dtype: torch.dtype) -> tuple:
+    """What the prefix's keys and values depend on: every layer weight (storage and in-place version,
+    so an optimizer step or a loaded checkpoint changes it), the prefix, and the autocast setting."""
+    device = prefix.device.type
+    weights = tuple((p.data_ptr(), p._version, p.dtype) for p in layers.parameters())
+    return (weights, prefix.data_ptr(), prefix._version, prefix.dtype, prefix.device, dtype,
+            torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+
+
 @functools.cache
 def _cache_argument(layer_type: type) -> str:
     """The decoder layer class's keyword for a key/value cache: renamed across transformers releases."""
@@ -132,6 +141,7 @@ class Backbone(nn.Module):
         self.layer_indices = tuple(layer_indices)
         self.model_config = model_config  # the Hugging Face config (num_hidden_layers may be cut)
         self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
+        self._prefix_memo: tuple[tuple, list[_PrefixKV]] | None = None  # see _prefix_caches
 
     @property
     def hidden_size(self) -> int:
@@ -193,15 +203,34 @@ class Backbone(nn.Module):
         depth = min(max(wanted), self.num_layers)
         caches, offset = None, 0
         if shared_prefix is not None:
-            caches, offset = [_PrefixKV() for _ in range(depth)], shared_prefix.shape[0]
-            ones = torch.ones(1, offset, dtype=attention_mask.dtype, device=attention_mask.device)
-            self._run(shared_prefix[None].to(inputs_embeds.dtype), ones, depth, set(), caches, 0)
+            caches, offset = self._prefix_caches(shared_prefix, inputs_embeds.dtype, depth), shared_prefix.shape[0]
             for cache in caches:
                 cache.batch = batch
         states = self._run(inputs_embeds, attention_mask, depth, set(wanted), caches, offset)
         if top in wanted:
             states[top] = self.norm(states[-1])
         return [states[index] for index in wanted]
+
+    def _prefix_caches(self, prefix: torch.Tensor, dtype: torch.dtype, depth: int) -> "list[_PrefixKV]":
+        """The first `depth` layers' keys and values of the shared prefix (P, H) in `dtype`, run at batch 1.
+
+        With gradients they are computed afresh, so they carry the graph to the weights. Without
+        (evaluation, a frozen teacher, the teacher cache) they are kept and reused for as long as
+        the weights, the prefix and the autocast setting stay the same: the prefix pass is a whole
+        extra run of every layer, which a GPU pays in kernel launches however short it is.
+        """
+        if torch.is_grad_enabled():
+            return self._run_prefix(prefix.to(dtype), depth)
+        key = _prefix_key(self.layers, prefix, dtype)
+        if self._prefix_memo is None or self._prefix_memo[0] != key or len(self._prefix_memo[1]) < depth:
+            self._prefix_memo = (key, self._run_prefix(prefix.to(dtype), depth))
+        return self._prefix_memo[1][:depth]
+
+    def _run_prefix(self, prefix: torch.Tensor, depth: int) -> "list[_PrefixKV]":
+        caches = [_PrefixKV() for _ in range(depth)]
+        ones = torch.ones(1, prefix.shape[0], dtype=torch.long, device=prefix.device)
+        self._run(prefix[None], ones, depth, set(), caches, 0)
+        return caches
 
     def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
              caches: "list[_PrefixKV] | None", offset: int) -> dict[int, torch.Tensor]:

@@ -40,3 +40,19 @@ def test_profile_step_times_every_variant_and_lists_kernels(monkeypatch, capsys)
     for variant in ("lora", "full", "frozen", "lora_nomask"):
         assert f'"variant": "{variant}"' in out
     assert "aten::" in out  # the kernel table
+
+
+def test_host_benchmark_counts_operators_per_step(monkeypatch):
+    from bench import host
+
+    with host._OperatorCount() as ops:
+        torch.ones(3).add(1).sum()
+    assert ops.count == 3
+    monkeypatch.setattr(host, "SHAPE", llm.Shape(batch=2, steps=1))
+    rows = {r["bench"]: r for r in host.run(teacher_depth=3, student_depth=1)}
+    assert list(rows) == ["host_teacher_train", "host_student_train", "host_teacher_inference",
+                          "host_student_inference"]
+    train, infer = rows["host_teacher_train"], rows["host_teacher_inference"]
+    assert train["ops_per_step"] > rows["host_student_train"]["ops_per_step"] > infer["ops_per_batch"]
+    assert infer["ops_per_batch"] > rows["host_student_inference"]["ops_per_batch"] > 0
+    assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])

@@ -86,3 +86,63 @@ def test_padding_is_never_predicted():
     with torch.no_grad():
         scores = rec.scores(rec.user_vectors(torch.tensor([[1, 2]])))
     assert scores.shape == (1, 21) and scores[0, 0] == float("-inf")
+
+
+def _count_layer_calls(rec):
+    calls = []
+    rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    return calls
+
+
+def _fresh(rec, items):
+    """User vectors with the prefix run afresh (with gradients nothing is reused)."""
+    with torch.enable_grad():
+        return rec.user_vectors(items).detach()
+
+
+def test_without_gradients_the_prefix_runs_once_and_gives_the_same_vectors():
+    rec = model().eval()
+    calls = _count_layer_calls(rec)
+    a, b = torch.tensor([[0, 3, 7], [1, 2, 3]]), torch.tensor([[4, 5, 6]])
+    with torch.no_grad():
+        first, second = rec.user_vectors(a), rec.user_vectors(b)
+    assert calls == [1, 2, 1]  # the prefix at batch 1 once, then each batch
+    assert torch.allclose(first, _fresh(rec, a), atol=1e-6)
+    assert torch.allclose(second, _fresh(rec, b), atol=1e-6)
+
+
+def test_a_weight_update_or_a_loaded_checkpoint_makes_the_prefix_run_again():
+    rec = model()
+    items = torch.tensor([[0, 3, 7], [1, 2, 3]])
+    with torch.no_grad():
+        before = rec.eval().user_vectors(items)
+    opt = torch.optim.SGD([p for p in rec.parameters() if p.requires_grad], lr=0.5)
+    rec.train().loss(items, torch.tensor([4, 5])).backward()
+    opt.step()  # in place, as AdamW updates LoRA
+    rec.eval()
+    calls = _count_layer_calls(rec)
+    with torch.no_grad():
+        after = rec.user_vectors(items)
+    assert calls == [1, 2] and not torch.allclose(before, after)
+    assert torch.allclose(after, _fresh(rec, items), atol=1e-6)
+    saved = rec.backbone.trainable_state_dict()
+    with torch.no_grad():
+        for p in rec.backbone.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+        rec.user_vectors(items)
+        rec.backbone.load_trainable_state_dict(saved)
+        assert torch.allclose(rec.user_vectors(items), after, atol=1e-6)
+
+
+def test_the_kept_prefix_follows_the_autocast_setting():
+    rec = model().eval()
+    items = torch.tensor([[0, 3, 7], [1, 2, 3]])
+    with torch.no_grad():
+        full = rec.user_vectors(items)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = rec.user_vectors(items)
+        again = rec.user_vectors(items)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(low, _fresh(rec, items))
+    assert torch.equal(again, full) and not torch.equal(low.float(), full)
