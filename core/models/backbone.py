@@ -93,17 +93,54 @@ class _PrefixKV:
     and values for the whole batch. One object per layer, so the layer index never matters (and a
     compiled layer is reused by every layer). Gradients flow through it, so LoRA trains as before."""
 
-    def __init__(self) -> None:
+    def __init__(self, before: "_PrefixKV | None" = None) -> None:
         self.key: torch.Tensor | None = None
         self.value: torch.Tensor | None = None
         self.batch = 0  # 0 while the prefix itself is being run
+        self.before = before  # keys and values that come before this prefix's own (recorded with them)
 
     def update(self, key: torch.Tensor, value: torch.Tensor, *args, **kwargs):
+        if self.before is not None:
+            key, value = self.before.update(key, value, *args, **kwargs)
         if not self.batch:
             self.key, self.value = key, value
             return key, value
         grow = (self.batch, -1, -1, -1)
         return torch.cat([self.key.expand(grow), key], dim=2), torch.cat([self.value.expand(grow), value], dim=2)
+
+
+def _call_layer(layer: nn.Module, hidden_states, mask, position_ids, position_embeddings, cache) -> torch.Tensor:
+    extra = {_cache_argument(type(layer)): cache} if cache is not None else {}
+    out = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
+                position_embeddings=position_embeddings, **extra)
+    return out[0] if isinstance(out, tuple) else out  # transformers < 5 returns (hidden_states, ...)
+
+
+def _splits_attention(layer: nn.Module) -> bool:
+    """Whether the layer exposes the norm and attention module its keys and values come from."""
+    return isinstance(getattr(layer, "input_layernorm", None), nn.Module) and \
+        isinstance(getattr(layer, "self_attn", None), nn.Module)
+
+
+def _top_layer_at_last(layer: nn.Module, hidden_states, mask, position_ids, position_embeddings,
+                       cache: "_PrefixKV | None") -> torch.Tensor:
+    """The top layer's output (B, 1, H) at the last position, without running its MLP (most of a
+    layer's cost) at the other positions, whose outputs nothing reads.
+
+    The attention module runs on the earlier positions only to record their keys and values (after
+    the prefix's, if any; its output there is discarded); the whole layer then runs on the last
+    position against them.
+    """
+    cos, sin = position_embeddings  # (B, T, head_dim) each
+    earlier = _PrefixKV(before=cache)
+    # Its output is discarded and keys and values do not depend on the mask, so none is passed.
+    layer.self_attn(hidden_states=layer.input_layernorm(hidden_states[:, :-1]), attention_mask=None,
+                    position_ids=position_ids[:, :-1], position_embeddings=(cos[:, :-1], sin[:, :-1]),
+                    **{_cache_argument(type(layer.self_attn)): earlier})
+    known = _PrefixKV()
+    known.key, known.value, known.batch = earlier.key, earlier.value, hidden_states.shape[0]
+    return _call_layer(layer, hidden_states[:, -1:], None if mask is None else mask[..., -1:, :],
+                       position_ids[:, -1:], (cos[:, -1:], sin[:, -1:]), known)
 
 
 def _prefix_key(layers: nn.Module, prefix: torch.Tensor, dtype: torch.dtype) -> tuple:
@@ -178,9 +215,11 @@ class Backbone(nn.Module):
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
             ~allowed, torch.finfo(dtype).min)
 
-    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                layers: Sequence[int], shared_prefix: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The hidden states (B, T, H) at the requested indices, in the order asked.
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int],
+                shared_prefix: torch.Tensor | None = None, last_position: bool = False) -> list[torch.Tensor]:
+        """The hidden states (B, T, H) at the requested indices, in the order asked (with
+        `last_position`, only the last position's (B, H), and the top layer runs its queries, attention
+        output and MLP at that position alone).
 
         inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
         mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
@@ -206,10 +245,11 @@ class Backbone(nn.Module):
             caches, offset = self._prefix_caches(shared_prefix, inputs_embeds.dtype, depth), shared_prefix.shape[0]
             for cache in caches:
                 cache.batch = batch
-        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), caches, offset)
+        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), caches, offset,
+                           last_position and time > 1)
         if top in wanted:
             states[top] = self.norm(states[-1])
-        return [states[index] for index in wanted]
+        return [states[index][:, -1] if last_position else states[index] for index in wanted]
 
     def _prefix_caches(self, prefix: torch.Tensor, dtype: torch.dtype, depth: int) -> "list[_PrefixKV]":
         """The first `depth` layers' keys and values of the shared prefix (P, H) in `dtype`, run at batch 1.
@@ -233,8 +273,9 @@ class Backbone(nn.Module):
         return caches
 
     def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
-             caches: "list[_PrefixKV] | None", offset: int) -> dict[int, torch.Tensor]:
-        """Run the first `depth` layers; the states at `keep` (and the last, under key -1)."""
+             caches: "list[_PrefixKV] | None", offset: int, top_at_last: bool = False) -> dict[int, torch.Tensor]:
+        """Run the first `depth` layers; the states at `keep` (and the last, under key -1). With
+        `top_at_last` the top layer's state is that of the last position only, (B, 1, H)."""
         states = {0: hidden_states, -1: hidden_states}
         position_ids = positions_from_mask(attention_mask) + offset
         allowed = causal_padding_mask(attention_mask)
@@ -243,13 +284,13 @@ class Backbone(nn.Module):
             allowed = torch.cat([prefix_keys, allowed], dim=-1)
         mask = self._attention_mask(allowed, hidden_states.dtype)
         position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
-        cache_argument = _cache_argument(type(self.layers[0])) if caches else None
         for index, layer in enumerate(self.layers[:depth], start=1):
-            extra = {cache_argument: caches[index - 1]} if caches else {}
-            hidden_states = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
-                                  position_embeddings=position_embeddings, **extra)
-            if isinstance(hidden_states, tuple):  # transformers < 5 returns (hidden_states, ...)
-                hidden_states = hidden_states[0]
+            cache = caches[index - 1] if caches else None
+            if top_at_last and index == depth and _splits_attention(layer):
+                hidden_states = _top_layer_at_last(layer, hidden_states, mask, position_ids, position_embeddings,
+                                                   cache)
+            else:
+                hidden_states = _call_layer(layer, hidden_states, mask, position_ids, position_embeddings, cache)
             if index in keep:
                 states[index] = hidden_states
         states[-1] = hidden_states

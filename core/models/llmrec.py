@@ -66,7 +66,7 @@ class LLMRec(nn.Module):
     def last_states(self, items: Tensor, layers: Sequence[int]) -> list[Tensor]:
         """Last-position hidden states (B, H) of the requested layers, in the order asked."""
         embeds, mask = self._inputs(items)
-        return [h[:, -1] for h in self.backbone(embeds, mask, list(layers), shared_prefix=self.prefix)]
+        return self.backbone(embeds, mask, list(layers), shared_prefix=self.prefix, last_position=True)
 
     def head(self, final_state: Tensor) -> Tensor:
         """User vectors (B, item_dim) from final-norm states (B, H)."""

@@ -218,8 +218,8 @@ def text_states(backbone, texts: list[str], batch_size: int, on_batch=None) -> l
         for r, i in enumerate(rows):  # right-align each text: left padding
             embeds[r, time_steps - len(embedded[i]):] = embedded[i]
             mask[r, time_steps - len(embedded[i]):] = 1
-        for state, target in zip(backbone(embeds, mask, layers), out):
-            target[torch.as_tensor(rows)] = state[:, -1].float().cpu()
+        for state, target in zip(backbone(embeds, mask, layers, last_position=True), out):
+            target[torch.as_tensor(rows)] = state.float().cpu()
         if on_batch is not None:
             on_batch(min(start + batch_size, len(texts)))
     return out

@@ -246,3 +246,28 @@ def test_bf16_layers_keep_float32_rotary_and_run_with_or_without_autocast(tmp_pa
     assert plain.dtype == torch.bfloat16  # under autocast the residual stream stays fp32
     for got in (plain, autocast):
         assert (got.float() - expected).norm() / expected.norm() < 2e-2  # bf16 rounding, nothing worse
+
+
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_last_position_equals_the_full_states_there_in_values_and_gradients(tmp_path, with_prefix):
+    backbone = tiny(tmp_path, depth=3, training="full")  # q, k, v, o and the MLP all train
+    mlp_inputs = []
+    backbone.layers[-1].mlp.register_forward_hook(lambda module, args, output: mlp_inputs.append(args[0].shape))
+    torch.manual_seed(0)
+    x, prefix = torch.randn(3, 6, 64), torch.randn(4, 64) if with_prefix else None
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1]])
+    layers = [0, 2, 3, 4]
+    full = [h[:, -1] for h in backbone(x, mask, layers, shared_prefix=prefix)]
+    last = backbone(x, mask, layers, shared_prefix=prefix, last_position=True)
+    assert mlp_inputs[-1] == (3, 1, 64)  # the top layer's MLP ran at the last position only
+    for a, b in zip(full, last):
+        assert a.shape == b.shape == (3, 64) and torch.allclose(a, b, atol=ATOL)
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    grads_full = torch.autograd.grad(sum(h.square().sum() for h in full), params, allow_unused=True)
+    grads_last = torch.autograd.grad(sum(h.square().sum() for h in last), params, allow_unused=True)
+    top_attention = {id(p) for p in backbone.layers[-1].self_attn.parameters()}
+    for p, a, b in zip(params, grads_full, grads_last):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-4)
+            assert id(p) not in top_attention or b.abs().sum() > 0  # keys and values of earlier positions train
