@@ -33,7 +33,8 @@ if has scale; then
   wait "$prep"; echo "scale prepare exit $?"; tail -c 600 "$out/scale_prepare.json"
 fi
 if has bench; then
-  timeout 120 $py -m bench.run --device cuda --only llm --compile off | tee "$out/bench.jsonl"
+  timeout 60 $py -m bench.host | tee "$out/bench.jsonl"  # the host floor of this machine
+  timeout 120 $py -m bench.run --device cuda --only llm --compile off | tee -a "$out/bench.jsonl"
   timeout 330 $py -m bench.run --device cuda --only llm --compile on | tee -a "$out/bench.jsonl"
 fi
 if has scale; then

@@ -14,7 +14,7 @@ import torch
 
 from core.config import BackboneConfig, DistillConfig, RunSpec, TrainConfig
 from core.eval.ranking import full_ranks
-from core.models.backbone import Backbone, _set_training, decoder_parts
+from core.models.backbone import Backbone, backbone_of
 from core.models.llmrec import LLMRec
 from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
@@ -40,12 +40,9 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
     """A SmolLM2-shaped decoder (or `dims`, a variant of SMOLLM2_SHAPE) with seeded random weights,
     first `depth` layers kept, its weights in the dtype a stage would load them in on this device."""
     model = build_tiny_llama(num_layers=layers, **(dims or SMOLLM2_SHAPE))
-    embed, all_layers, norm, rotary = decoder_parts(model, "bench")
-    backbone = Backbone(embed, list(all_layers[:depth]), norm, rotary, tiny_tokenizer(), range(depth),
-                        model.config, layers)
-    backbone.cast_layers(frozen_weights_dtype(torch.device(device), "auto", training))
-    _set_training(backbone, BackboneConfig(base="bench", depth=depth, training=training))
-    return backbone.to(device)
+    return backbone_of(model, tiny_tokenizer(), "bench", range(depth), layers,
+                       BackboneConfig(base="bench", depth=depth, training=training), device,
+                       frozen_weights_dtype(torch.device(device), "auto", training))
 
 
 def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,

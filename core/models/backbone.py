@@ -352,6 +352,13 @@ def load_backbone(cfg: BackboneConfig, base_root: Path, device: torch.device | s
     else:
         source, local = _resolve_source(cfg.base, Path(base_root))
         model, tokenizer, total, indices = _load_pretrained(source, local, cfg, torch.float32)
+    return backbone_of(model, tokenizer, source, indices, total, cfg, device, dtype)
+
+
+def backbone_of(model: nn.Module, tokenizer, source: str, indices: Sequence[int], total: int, cfg: BackboneConfig,
+                device: torch.device | str, dtype: torch.dtype) -> Backbone:
+    """The Backbone over an already built decoder: the layers at `indices` (of `total`) kept, cast
+    to `dtype` and set up for cfg.training, on `device`."""
     embed_tokens, all_layers, norm, rotary_emb = decoder_parts(model, source)
     backbone = Backbone(embed_tokens, [all_layers[i] for i in indices], norm, rotary_emb, tokenizer,
                         indices, model.config, total)
