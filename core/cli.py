@@ -27,6 +27,7 @@ OPTIONS = [
     ("--max-steps", "train", "max_steps", int), ("--eval-users", "train", "eval_users", int),
     ("--precision", "train", "precision", str), ("--patience", "train", "patience", int),
     ("--nproc-per-node", "train", "nproc_per_node", int), ("--compile", "train", "compile", str),
+    ("--eval-batch-size", "train", "eval_batch_size", int),
     ("--sasrec-epochs", "sasrec", "epochs", int), ("--sasrec-hidden", "sasrec", "hidden", int),
     ("--base", "backbone", "base", str), ("--teacher-depth", "backbone", "depth", int),
     ("--student-layers", "backbone", "depth", int), ("--layer-selection", "backbone", "layer_selection", str),

@@ -64,6 +64,10 @@ class TrainConfig:
     # Processes (one per GPU) per node, launched by torchrun; batch_size stays the global batch, so
     # the count changes speed, not results, and is left out of settings_hash (core/train/distributed.py).
     nproc_per_node: int = 1
+    # Users per batch in the no-grad passes (evaluation, the teacher-state cache, analysis states):
+    # without gradients a bigger batch fits, and on a GPU these passes are bound by per-batch launch
+    # overhead. 0: auto, see `eval_batch`. Speed only (the same ranks), so outside settings_hash.
+    eval_batch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,8 +216,14 @@ def settings_hash(spec: RunSpec) -> str:
     if spec.kind != "sweep":
         payload.pop("depths")
     payload["train"].pop("nproc_per_node")  # how many processes train it, not what is trained
+    payload["train"].pop("eval_batch_size")  # users per no-grad batch: speed, not ranks
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def eval_batch(train: TrainConfig) -> int:
+    """Users per batch of the no-grad passes: train.eval_batch_size, or for 0 max(batch_size, 1024)."""
+    return train.eval_batch_size or max(train.batch_size, 1024)
 
 
 def valid_blocks(teacher_depth: int, student_depth: int) -> list[int]:
@@ -243,6 +253,8 @@ def validate(spec: RunSpec) -> None:
     _check(t.grad_accum >= 1, f"train.grad_accum: expected >= 1, got {t.grad_accum}")
     _check(t.log_every >= 1, f"train.log_every: expected >= 1, got {t.log_every}")
     _check(t.nproc_per_node >= 1, f"train.nproc_per_node: expected >= 1 (processes per node), got {t.nproc_per_node}")
+    _check(t.eval_batch_size >= 0,
+           f"train.eval_batch_size: expected >= 0 (0: auto = max(batch_size, 1024)), got {t.eval_batch_size}")
     _check(spec.kind != "analysis" or t.nproc_per_node == 1,
            f"train.nproc_per_node: the analysis stage runs in one process; set it to 1, got {t.nproc_per_node}")
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")

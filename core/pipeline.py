@@ -17,7 +17,7 @@ import threading
 import traceback
 from dataclasses import replace
 
-from core.config import RunSpec, from_dict, settings_hash, to_dict
+from core.config import RunSpec, eval_batch, from_dict, settings_hash, to_dict
 from core.store import runs as run_store
 from core.store.events import EventWriter, compact
 from core.store.paths import Paths
@@ -114,7 +114,8 @@ def failure_message(exc: BaseException, spec: RunSpec, paths: Paths) -> str:
         if spec.kind == "sasrec":  # SASRec keeps its own batch size (core.config.SASRecConfig)
             batch, others = f"sasrec.batch_size={spec.sasrec.batch_size} (in a --spec file)", "a shorter data.max_len"
         else:
-            batch = f"train.batch_size={spec.train.batch_size} (--batch-size)"
+            batch = (f"train.batch_size={spec.train.batch_size} (--batch-size), or for evaluation "
+                     f"train.eval_batch_size={eval_batch(spec.train)} (--eval-batch-size)")
             others = "a shorter data.max_len or a shallower backbone.depth"
         return f"out of memory ({text}); try a smaller batch: {batch}, or {others}"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:

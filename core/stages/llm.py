@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from core.config import RunSpec, TrainConfig, from_dict
+from core.config import RunSpec, TrainConfig, eval_batch, from_dict
 from core.data.examples import training_examples
 from core.data.prepare import prepare
 from core.eval.evaluate import eval_users, evaluate_split
@@ -92,7 +92,7 @@ def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str, dist: Dist = SI
     users = eval_users(prepared.n_users, spec.train.eval_users)
     return evaluate_split(user_vectors_in(model, spec.train.precision), model.item_table, prepared, split,
                           spec.data.max_len, mask_history=spec.rec.mask_history, users=users,
-                          batch_size=spec.train.batch_size, dist=dist)
+                          batch_size=eval_batch(spec.train), dist=dist)
 
 
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:

@@ -187,6 +187,15 @@ def test_compile_option_reaches_the_spec_and_bad_values_are_refused(project, cap
     assert "train.compile: expected auto, on or off, got 'yes'" in capsys.readouterr().err
 
 
+def test_eval_batch_size_option_reaches_the_spec_and_negatives_are_refused(project, capsys):
+    code, out = submit(project, capsys, "teacher", "--preset", "tiny", "--dataset", "toy", "--eval-batch-size", "512",
+                       "--json")
+    assert code == 0
+    assert spec_of(project, out["runs"][-1]["run_id"])["spec"]["train"]["eval_batch_size"] == 512
+    assert main(["--root", str(project), "submit", "teacher", "--preset", "tiny", "--eval-batch-size", "-1"]) == 2
+    assert "train.eval_batch_size: expected >= 0 (0: auto = max(batch_size, 1024)), got -1" in capsys.readouterr().err
+
+
 def test_a_bad_query_is_an_error_message_not_a_traceback(project, capsys):
     assert main(["--root", str(project), "query", "SELECT no_such_column FROM metrics"]) == 1
     err = capsys.readouterr().err

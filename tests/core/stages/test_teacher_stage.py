@@ -107,3 +107,34 @@ def test_a_restart_without_checkpoint_does_not_duplicate_rows(project):
     dupes = query(paths.data_root, "SELECT step, name, count(*) n FROM losses WHERE run_id = ? GROUP BY ALL "
                                    "HAVING n > 1", [ids[1]])
     assert dupes == [] and not query(paths.data_root, "SELECT * FROM losses WHERE value = 9.0")
+
+
+def test_eval_batch_size_changes_the_batches_not_the_ranks(project):
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from core.data.prepare import prepare
+    from core.stages.context import RunContext
+    from core.stages.llm import evaluate, load_finished_model
+    paths = Paths(project)
+    teacher_id = run_all(paths, tiny())[-1]
+    assert checkpoints.read_manifest(paths.checkpoints / teacher_id)["eval_batch_size"] == 1024  # auto, resolved
+    ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
+    spec, model = load_finished_model(ctx, teacher_id, tiny().train)
+    prepared = prepare(spec.data, paths.data_root)
+    own_user_vectors, batches = model.user_vectors, []
+
+    def counted(items):
+        batches.append(len(items))
+        return own_user_vectors(items)
+    model.user_vectors = counted
+    ranks = {}
+    for size in (3, 1000):
+        batches.clear()
+        ranks[size] = evaluate(model, replace(spec, train=replace(spec.train, eval_batch_size=size)), prepared, "test")
+        assert max(batches) == min(size, prepared.n_users) and sum(batches) == prepared.n_users
+    assert ranks[3].ranks.keys() == ranks[1000].ranks.keys() == {"full", "sampled"}
+    for protocol in ranks[3].ranks:
+        np.testing.assert_array_equal(ranks[3].ranks[protocol], ranks[1000].ranks[protocol])

@@ -111,6 +111,8 @@ def test_the_process_count_leaves_settings_hash_unchanged():
     assert settings_hash(apply_preset("tiny", {}, "student")) == "90b35336a3f404f6"
     many = RunSpec(kind="teacher", train=TrainConfig(nproc_per_node=8))
     assert settings_hash(many) == settings_hash(RunSpec(kind="teacher"))
+    wide = RunSpec(kind="teacher", train=TrainConfig(eval_batch_size=4096))  # nor does the no-grad batch
+    assert settings_hash(wide) == settings_hash(RunSpec(kind="teacher"))
 
 
 def test_torchrun_commands_for_one_node_and_several():
