@@ -34,6 +34,11 @@ class Shape:
     prompt_tokens: int = 30
     n_items: int = 1682
     steps: int = 5  # timed optimizer steps (after as many warm-up steps)
+    eval_batch: int = 0  # users per inference batch and teacher-cache batch (0: the training batch)
+
+    @property
+    def users_per_batch(self) -> int:
+        return self.eval_batch or self.batch
 
 
 def random_backbone(depth: int, device, training: str = "lora", layers: int = 30, dims: dict | None = None) -> Backbone:
@@ -88,8 +93,8 @@ def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device) -
     """Full ranking as evaluation runs it: user vectors in the training precision, scores in fp32."""
     model.eval()
     user_vectors = user_vectors_in(model, "auto")
-    batches = data.inputs.split(shape.batch)
-    targets = data.targets.split(shape.batch)
+    batches = data.inputs.split(shape.users_per_batch)
+    targets = data.targets.split(shape.users_per_batch)
     for items, target in zip(batches[:2], targets[:2]):  # warm-up
         full_ranks(user_vectors(items).float(), model.item_table, target)
     _sync(device)
@@ -124,12 +129,12 @@ def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: i
     live = make_loss(student, teacher, data, None, t_layers, s_layers, spec)
     rows.append({"bench": "distill_live_teacher", "samples_per_s": timed_training(student, live, n, shape, device)})
     start = time.perf_counter()
-    cache = cache_teacher_states(teacher, data.inputs, t_layers, shape.batch)
+    cache = cache_teacher_states(teacher, data.inputs, t_layers, shape.users_per_batch)
     cache_s = time.perf_counter() - start
     cached = make_loss(student, teacher, data, cache, t_layers, s_layers, spec)
     rows.append({"bench": "distill_cached_teacher", "samples_per_s": timed_training(student, cached, n, shape, device),
                  "cache_seconds": cache_s})
-    users = examples(shape, max(n, 6 * shape.batch), device)  # 2 warm-up batches, then at least 4 timed
+    users = examples(shape, max(n, 6 * shape.users_per_batch), device)  # 2 warm-up batches, then at least 4 timed
     rows.append({"bench": "teacher_inference", "users_per_s": inference_users_per_s(teacher, users, shape, device)})
     rows.append({"bench": "student_inference", "users_per_s": inference_users_per_s(student, users, shape, device)})
     by = {r["bench"]: r for r in rows}
@@ -140,5 +145,6 @@ def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: i
                  "cached_distill_over_student_train": by["distill_cached_teacher"]["samples_per_s"] / s_rate,
                  "layer_ratio": teacher_depth / student_depth})
     for r in rows:
-        r.update(device=str(device), compiled=compiled, batch=shape.batch, tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))
+        r.update(device=str(device), compiled=compiled, batch=shape.batch, eval_batch=shape.users_per_batch,
+                 tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))
     return rows

@@ -1,7 +1,8 @@
 """`make bench` / `slmrec bench`: every benchmark in one run, one JSON object per line.
 
 On a GPU: the issue's shape (batch 256, 30 prompt tokens + 50 items, 30 vs 4 layers, bf16
-autocast). On CPU: the same code at a small batch, so the ratios are still meaningful.
+autocast), inference at the evaluation batch (1024). On CPU: the same code at a small batch, so the
+ratios are still meaningful.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench import host, llm, store
+from core.config import TrainConfig, eval_batch
 from core.train.device import resolve_device
 
 
@@ -23,12 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", choices=["llm", "host", "store", "data", "app", "pipeline"], help="run one group only")
     parser.add_argument("--batch", type=int, help="override the batch size")
+    parser.add_argument("--eval-batch", type=int, help="override the inference batch size")
     parser.add_argument("--compile", choices=["auto", "on", "off", "both"], default="auto",
                         help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    shape = llm.Shape(batch=args.batch or (256 if gpu else 8), steps=10 if gpu else 3)
+    batch = args.batch or (256 if gpu else 8)
+    # Inference at the batch evaluation uses (train.eval_batch_size auto) on a GPU; the CPU keeps the
+    # training batch, where a larger one gains little and would take minutes per teacher batch.
+    shape = llm.Shape(batch=batch, steps=10 if gpu else 3,
+                      eval_batch=args.eval_batch or (eval_batch(TrainConfig(batch_size=batch)) if gpu else batch))
     emit = lambda row: print(json.dumps(row), flush=True)  # noqa: E731
     emit({"bench": "environment", "device": str(device), "torch": torch.__version__,
           "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(device) if gpu else None})

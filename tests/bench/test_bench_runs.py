@@ -10,12 +10,13 @@ def test_llm_benchmark_produces_every_row(monkeypatch):
     monkeypatch.setattr(llm, "SMOLLM2_SHAPE", dict(hidden_size=32, intermediate_size=64, num_attention_heads=4,
                                                    num_key_value_heads=2, vocab_size=512,
                                                    max_position_embeddings=256))
-    rows = llm.run(torch.device("cpu"), llm.Shape(batch=2, steps=1, n_items=40, items=5, prompt_tokens=6),
-                   teacher_depth=4, student_depth=2, blocks=2)
+    rows = llm.run(torch.device("cpu"), llm.Shape(batch=2, steps=1, n_items=40, items=5, prompt_tokens=6,
+                                                  eval_batch=3), teacher_depth=4, student_depth=2, blocks=2)
     names = [r["bench"] for r in rows]
     assert names == ["teacher_train", "student_train", "distill_live_teacher", "distill_cached_teacher",
                      "teacher_inference", "student_inference", "ratios"]
     assert all(r.get("samples_per_s", 1) > 0 and r.get("users_per_s", 1) > 0 for r in rows)
+    assert {(r["batch"], r["eval_batch"]) for r in rows} == {(2, 3)}
 
 
 def test_pipeline_benchmark_plans_the_cpu_quick_chain(tmp_path):
