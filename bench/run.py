@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     # Inference at the batch evaluation uses (train.eval_batch_size auto) on a GPU; the CPU keeps the
     # training batch, where a larger one gains little and would take minutes per teacher batch.
     shape = llm.Shape(batch=batch, steps=10 if gpu else 3,
-                      eval_batch=args.eval_batch or (eval_batch(TrainConfig(batch_size=batch)) if gpu else batch))
+                      eval_batch=args.eval_batch or eval_batch(TrainConfig(batch_size=batch), device.type))
     emit = lambda row: print(json.dumps(row), flush=True)  # noqa: E731
     emit({"bench": "environment", "device": str(device), "torch": torch.__version__,
           "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(device) if gpu else None})

@@ -115,7 +115,7 @@ def failure_message(exc: BaseException, spec: RunSpec, paths: Paths) -> str:
             batch, others = f"sasrec.batch_size={spec.sasrec.batch_size} (in a --spec file)", "a shorter data.max_len"
         else:
             batch = (f"train.batch_size={spec.train.batch_size} (--batch-size), or for evaluation "
-                     f"train.eval_batch_size={eval_batch(spec.train)} (--eval-batch-size)")
+                     f"train.eval_batch_size (--eval-batch-size; auto {eval_batch(spec.train, 'cuda')} on CUDA)")
             others = "a shorter data.max_len or a shallower backbone.depth"
         return f"out of memory ({text}); try a smaller batch: {batch}, or {others}"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:

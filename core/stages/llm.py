@@ -92,7 +92,7 @@ def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str, dist: Dist = SI
     users = eval_users(prepared.n_users, spec.train.eval_users)
     return evaluate_split(user_vectors_in(model, spec.train.precision), model.item_table, prepared, split,
                           spec.data.max_len, mask_history=spec.rec.mask_history, users=users,
-                          batch_size=eval_batch(spec.train), dist=dist)
+                          batch_size=eval_batch(spec.train, model.item_table.device.type), dist=dist)
 
 
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:

@@ -66,7 +66,7 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
     if teacher is not None and spec.distill.teacher_states == "cached":
         ctx.set_state(phase="cache teacher")
         with torch.no_grad(), autocast(ctx.device, spec.train.precision):  # as the live teacher would run
-            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, eval_batch(spec.train))
+            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, eval_batch(spec.train, ctx.device.type))
     ctx.log(f"student: {model.num_layers} layers, blocks {pairs} (teacher layer, student layer), "
             f"{len(data)} examples, teacher states {spec.distill.teacher_states if teacher else 'none'}, "
             f"{parameter_counts(model)}")

@@ -193,7 +193,7 @@ def test_eval_batch_size_option_reaches_the_spec_and_negatives_are_refused(proje
     assert code == 0
     assert spec_of(project, out["runs"][-1]["run_id"])["spec"]["train"]["eval_batch_size"] == 512
     assert main(["--root", str(project), "submit", "teacher", "--preset", "tiny", "--eval-batch-size", "-1"]) == 2
-    assert "train.eval_batch_size: expected >= 0 (0: auto = max(batch_size, 1024)), got -1" in capsys.readouterr().err
+    assert "train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA" in capsys.readouterr().err
 
 
 def test_a_bad_query_is_an_error_message_not_a_traceback(project, capsys):

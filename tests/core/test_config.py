@@ -30,7 +30,7 @@ def test_unknown_keys_are_named():
     ("backbone", "training", "qlora", "backbone.training: expected lora, full or frozen, got 'qlora'"),
     ("distill", "lambda_cos", -1.0, "distill.lambda_cos: expected >= 0, got -1.0"),
     ("train", "compile", "yes", "train.compile: expected auto, on or off, got 'yes'"),
-    ("train", "eval_batch_size", -1, "train.eval_batch_size: expected >= 0 (0: auto = max(batch_size, 1024)), got -1"),
+    ("train", "eval_batch_size", -1, "train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA, batch_size elsewhere), got -1"),
 ])
 def test_invalid_settings_give_the_field_and_expectation(section, field, value, message):
     with pytest.raises(ConfigError) as err:
@@ -48,9 +48,10 @@ def test_compile_is_a_speed_setting_outside_the_hash_and_old_bools_still_load():
 
 
 def test_eval_batch_size_auto_rule_and_outside_the_hash():
-    assert eval_batch(TrainConfig()) == 1024  # auto: at least 1024 users per no-grad batch
-    assert eval_batch(TrainConfig(batch_size=4096)) == 4096  # never below the training batch
-    assert eval_batch(TrainConfig(batch_size=4096, eval_batch_size=3)) == 3  # set: taken as is
+    assert eval_batch(TrainConfig(), "cuda") == 1024  # auto on CUDA: at least 1024 users per no-grad batch
+    assert eval_batch(TrainConfig(batch_size=4096), "cuda") == 4096  # never below the training batch
+    assert eval_batch(TrainConfig(batch_size=48), "cpu") == 48  # auto elsewhere: the training batch
+    assert eval_batch(TrainConfig(batch_size=4096, eval_batch_size=3), "cuda") == 3  # set: taken as is
     spec = apply_preset("tiny", {}, "teacher")
     loaded = from_dict({**to_dict(spec), "train": {**to_dict(spec)["train"], "eval_batch_size": 3}})
     assert loaded.train.eval_batch_size == 3 and settings_hash(loaded) == settings_hash(spec)

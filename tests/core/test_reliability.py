@@ -201,7 +201,8 @@ def test_out_of_memory_advice_of_an_llm_stage(tmp_path):
     error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert pipeline.failure_message(error, toy_spec("teacher"), Paths(tmp_path)) == (
         "out of memory (OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB); try a smaller batch: "
-        "train.batch_size=16 (--batch-size), or for evaluation train.eval_batch_size=1024 (--eval-batch-size), "
+        "train.batch_size=16 (--batch-size), or for evaluation train.eval_batch_size (--eval-batch-size; auto 1024 on "
+        "CUDA), "
         "or a shorter data.max_len or a shallower backbone.depth")
 
 

@@ -120,7 +120,7 @@ def test_eval_batch_size_changes_the_batches_not_the_ranks(project):
     from core.stages.llm import evaluate, load_finished_model
     paths = Paths(project)
     teacher_id = run_all(paths, tiny())[-1]
-    assert checkpoints.read_manifest(paths.checkpoints / teacher_id)["eval_batch_size"] == 1024  # auto, resolved
+    assert checkpoints.read_manifest(paths.checkpoints / teacher_id)["eval_batch_size"] == tiny().train.batch_size  # auto on CPU, resolved
     ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
     spec, model = load_finished_model(ctx, teacher_id, tiny().train)
     prepared = prepare(spec.data, paths.data_root)
