@@ -302,9 +302,10 @@ class Backbone(nn.Module):
         self.layers.to(dtype)
         self.norm.to(dtype)
 
-    def compile_layers(self) -> None:
+    def compile_layers(self, backend: str = "inductor") -> None:
         """torch.compile each decoder layer in place. The layers share their code, so one
-        compilation serves every layer (compiling the whole unrolled stack takes minutes)."""
+        compilation serves every layer (compiling the whole unrolled stack takes minutes).
+        `backend` "aot_eager" traces the same graphs without generating kernels (tests)."""
         import torch._dynamo  # noqa: PLC0415
 
         # One layer's code sees about 8 variants in a run (prefix at batch 1 or the batch; training,
@@ -313,7 +314,7 @@ class Backbone(nn.Module):
         name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         for layer in self.layers:
-            layer.compile()
+            layer.compile(backend=backend)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable parameters (LoRA weights, or all layers for "full"), by name."""

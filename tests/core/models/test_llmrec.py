@@ -146,3 +146,28 @@ def test_the_kept_prefix_follows_the_autocast_setting():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(low, _fresh(rec, items))
     assert torch.equal(again, full) and not torch.equal(low.float(), full)
+
+
+def test_compiled_layers_trace_the_prefix_and_last_position_paths_like_eager():
+    """What a compiled run's layers see (the prefix caches, the top layer at the last position, the
+    kept prefix without gradients), traced by dynamo and AOTAutograd; the kernels are CUDA's business
+    (tests/core/test_cuda.py)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    eager, compiled = model(), model()
+    compiled.backbone.compile_layers(backend="aot_eager")
+    items, targets = torch.tensor([[0, 3, 7], [1, 2, 3]]), torch.tensor([4, 5])
+    results = []
+    for rec in (eager.eval(), compiled.eval()):  # eval: no LoRA dropout to differ
+        loss = rec.loss(items, targets)
+        lora = [p for n, p in rec.named_parameters() if "lora_A" in n]
+        with torch.no_grad():
+            vectors = [rec.user_vectors(items), rec.user_vectors(items[:1])]
+        results.append((loss.detach(), torch.autograd.grad(loss, lora), vectors))
+    (loss_a, grads_a, vectors_a), (loss_b, grads_b, vectors_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads_a, grads_b))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(vectors_a, vectors_b))
+    stats = torch._dynamo.utils.counters["stats"]
+    assert stats["unique_graphs"] >= 1 and not torch._dynamo.utils.counters["graph_break"]
