@@ -38,6 +38,16 @@ def pipeline_specs(root: Path, device: str):
     return commands.pipeline_specs(args)
 
 
+def test_metrics(state: dict) -> dict:
+    """The full-ranking test NDCG@10 and HR@10 of a SASRec, teacher or student run (none for an
+    analysis), so a speed change that moved the results shows next to its timing."""
+    by_model = (state.get("result") or {}).get("metrics") or {}
+    metrics = next((by_model[m] for m in ("sasrec", "teacher", "student") if m in by_model), None)
+    if not isinstance(metrics, dict) or "full/NDCG@10" not in metrics:
+        return {}
+    return {"test_ndcg10": round(metrics["full/NDCG@10"], 4), "test_hr10": round(metrics["full/HR@10"], 4)}
+
+
 def run_pipeline(root: Path, device: str) -> dict:
     from core import pipeline  # noqa: PLC0415
     from core.store.paths import Paths  # noqa: PLC0415
@@ -48,7 +58,7 @@ def run_pipeline(root: Path, device: str) -> dict:
         began = time.perf_counter()
         state = pipeline.execute(paths, run_id)
         stages.append({"run_id": run_id, "status": state["status"], "seconds": round(time.perf_counter() - began, 1),
-                       "error": state.get("error")})
+                       "error": state.get("error"), **test_metrics(state)})
     return {"bench": "pipeline_cpu_quick", "device": device, "stages": stages,
             "total_s": round(time.perf_counter() - start, 1), "target_s": 600}
 

@@ -57,3 +57,14 @@ def test_host_benchmark_counts_operators_per_step(monkeypatch):
     assert train["ops_per_step"] > rows["host_student_train"]["ops_per_step"] > infer["ops_per_batch"]
     assert infer["ops_per_batch"] > rows["host_student_inference"]["ops_per_batch"] > 0
     assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])
+
+
+def test_pipeline_benchmark_reports_the_test_metrics_of_llm_stages():
+    from bench.pipeline import test_metrics
+
+    teacher = {"result": {"metrics": {"teacher": {"full/NDCG@10": 0.070378, "full/HR@10": 0.139979, "sampled/HR@10": 0.2}}}}
+    assert test_metrics(teacher) == {"test_ndcg10": 0.0704, "test_hr10": 0.14}
+    sasrec = {"result": {"metrics": {"popularity": {"full/NDCG@10": 0.04, "full/HR@10": 0.08},
+                                     "sasrec": {"full/NDCG@10": 0.05, "full/HR@10": 0.1}}}}
+    assert test_metrics(sasrec) == {"test_ndcg10": 0.05, "test_hr10": 0.1}  # the model, not its baseline
+    assert test_metrics({"result": {"metrics": {}}}) == {} and test_metrics({"status": "failed"}) == {}
