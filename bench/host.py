@@ -6,9 +6,10 @@ step took 293 ms of host time for 100 ms of GPU work. This benchmark prices that
 machine: the same code paths as `bench.llm` (training through the shared loop, full-ranking
 inference as evaluation runs it) on a model with SmolLM2's structure (30 layers, 9 heads, 3 KV
 heads, LoRA on the MLP) but hidden size 18 and batch 2 on one thread, so almost all of the time is
-host time. `ops` counts the operators dispatched, each a kernel launch on a GPU (views included,
-which launch nothing). `max_per_s_at_256` is batch 256 over the measured time: what a run at
-the issue's batch could reach if its host were this fast per operator and the device free.
+host time. It runs as a CUDA run does: bf16 autocast, frozen weights in bf16, and (for the operator
+count) fused AdamW. `ops` counts the operators dispatched, at most one kernel launch each on a GPU
+(views launch none). `max_per_s_at_256` is batch 256 over the measured time: what a run at the
+issue's batch could reach if its host were this fast per operator and the device free.
 
     python -m bench.host        # or: slmrec bench --only host
 """
@@ -22,11 +23,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import llm
+from core.config import TrainConfig
 from core.eval.ranking import full_ranks
 from core.stages.llm import user_vectors_in
+from core.train.device import autocast
 
 DIMS = dict(llm.SMOLLM2_SHAPE, hidden_size=18, intermediate_size=16)
 SHAPE = llm.Shape(batch=2, steps=20)
+PRECISION = "bf16"  # as "auto" is on CUDA: the casts autocast adds are operators too
 
 
 class _OperatorCount(TorchDispatchMode):
@@ -42,19 +46,23 @@ class _OperatorCount(TorchDispatchMode):
 
 
 def _train_step(model, data, params, opt) -> None:
-    model.loss(data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]).backward()
+    with autocast(torch.device("cpu"), PRECISION):
+        loss = model.loss(data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch])
+    loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
 def training(depth: int, data, device) -> dict:
-    model = llm.recommender(depth, SHAPE, device, dims=DIMS)
+    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
     n = 2 * SHAPE.steps * SHAPE.batch
+    cfg = TrainConfig(epochs=1, batch_size=SHAPE.batch, max_steps=2 * SHAPE.steps, log_every=SHAPE.steps,
+                      checkpoint_every=0, warmup_ratio=0.0, device="cpu", precision=PRECISION)
     rate = llm.timed_training(model, lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {}), n, SHAPE,
-                              device)
+                              device, cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params)
+    opt = torch.optim.AdamW(params, fused=True)  # as on CUDA: one launch for every parameter
     with _OperatorCount() as ops:
         _train_step(model, data, params, opt)
     ms = 1e3 * SHAPE.batch / rate
@@ -63,8 +71,8 @@ def training(depth: int, data, device) -> dict:
 
 @torch.no_grad()
 def inference(depth: int, data, device) -> dict:
-    model = llm.recommender(depth, SHAPE, device, dims=DIMS).eval()
-    vectors = user_vectors_in(model, "auto")
+    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION).eval()
+    vectors = user_vectors_in(model, PRECISION)
     items, targets = data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]
     run = lambda: full_ranks(vectors(items).float(), model.item_table, targets)  # noqa: E731
     for _ in range(3):

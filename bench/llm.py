@@ -41,22 +41,23 @@ class Shape:
         return self.eval_batch or self.batch
 
 
-def random_backbone(depth: int, device, training: str = "lora", layers: int = 30, dims: dict | None = None) -> Backbone:
+def random_backbone(depth: int, device, training: str = "lora", layers: int = 30, dims: dict | None = None,
+                    precision: str = "auto") -> Backbone:
     """A SmolLM2-shaped decoder (or `dims`, a variant of SMOLLM2_SHAPE) with seeded random weights,
     first `depth` layers kept, its weights in the dtype a stage would load them in on this device."""
     model = build_tiny_llama(num_layers=layers, **(dims or SMOLLM2_SHAPE))
     return backbone_of(model, tiny_tokenizer(), "bench", range(depth), layers,
                        BackboneConfig(base="bench", depth=depth, training=training), device,
-                       frozen_weights_dtype(torch.device(device), "auto", training))
+                       frozen_weights_dtype(torch.device(device), precision, training))
 
 
 def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,
-                training: str = "lora", dims: dict | None = None) -> LLMRec:
+                training: str = "lora", dims: dict | None = None, precision: str = "auto") -> LLMRec:
     torch.manual_seed(0)
     table = torch.randn(shape.n_items + 1, 128)
     # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
-    backbone = random_backbone(depth, device, training=training, dims=dims)
+    backbone = random_backbone(depth, device, training=training, dims=dims, precision=precision)
     if compiled:
         backbone.compile_layers()  # as core.stages.llm.build_model does under train.compile
     return LLMRec(backbone, table, prompt, adapters).to(device)
