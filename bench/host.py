@@ -23,7 +23,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import llm
-from core.config import TrainConfig
 from core.eval.ranking import full_ranks
 from core.stages.llm import user_vectors_in
 from core.train.device import autocast
@@ -57,10 +56,7 @@ def _train_step(model, data, params, opt) -> None:
 def training(depth: int, data, device) -> dict:
     model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
     n = 2 * SHAPE.steps * SHAPE.batch
-    cfg = TrainConfig(epochs=1, batch_size=SHAPE.batch, max_steps=2 * SHAPE.steps, log_every=SHAPE.steps,
-                      checkpoint_every=0, warmup_ratio=0.0, device="cpu", precision=PRECISION)
-    rate = llm.timed_training(model, lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {}), n, SHAPE,
-                              device, cfg)
+    rate = llm.timed_training(model, llm.plain_loss(model, data), n, SHAPE, device, PRECISION)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, fused=True)  # as on CUDA: one launch for every parameter
     with _OperatorCount() as ops:

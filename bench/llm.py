@@ -73,11 +73,16 @@ def layer_params(model: LLMRec) -> int:
     return sum(p.numel() for n, p in model.backbone.layers.named_parameters() if "lora" not in n)
 
 
-def timed_training(model, loss_fn, n: int, shape: Shape, device, cfg: TrainConfig | None = None) -> float:
+def plain_loss(model: LLMRec, data: Examples):
+    """The teacher's (and an undistilled student's) loss_fn for the shared loop."""
+    return lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {})
+
+
+def timed_training(model, loss_fn, n: int, shape: Shape, device, precision: str = "auto") -> float:
     """Samples/s over the timed interval of the shared loop."""
     rates: list[float] = []
-    cfg = cfg or TrainConfig(epochs=1, batch_size=shape.batch, max_steps=2 * shape.steps, log_every=shape.steps,
-                             checkpoint_every=0, warmup_ratio=0.0, device=str(device))
+    cfg = TrainConfig(epochs=1, batch_size=shape.batch, max_steps=2 * shape.steps, log_every=shape.steps,
+                      checkpoint_every=0, warmup_ratio=0.0, device=str(device), precision=precision)
     hooks = loop.Hooks(lambda s, e: 0.0, lambda s: None, lambda s: None, lambda *a: None,
                        lambda step, total, rate: rates.append(rate), lambda: False)
     loop.train(model, loss_fn, n, cfg, device, hooks)
@@ -114,15 +119,13 @@ def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: i
     tokens = shape.prompt_tokens + shape.items
     rows = []
     teacher = recommender(teacher_depth, shape, device, compiled=compiled)
-    t_rate = timed_training(teacher, lambda idx: (teacher.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
-                            device)
+    t_rate = timed_training(teacher, plain_loss(teacher, data), n, shape, device)
     rows.append({"bench": "teacher_train", "depth": teacher_depth, "samples_per_s": t_rate,
                  "tflops": 6 * layer_params(teacher) * tokens * t_rate / 1e12})
     pairs = block_pairs(teacher_depth, student_depth, blocks)
     t_layers, s_layers = [t for t, _ in pairs], [s for _, s in pairs]
     student = recommender(student_depth, shape, device, s_layers[:-1], compiled=compiled)
-    s_rate = timed_training(student, lambda idx: (student.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
-                            device)
+    s_rate = timed_training(student, plain_loss(student, data), n, shape, device)
     rows.append({"bench": "student_train", "depth": student_depth, "samples_per_s": s_rate,
                  "tflops": 6 * layer_params(student) * tokens * s_rate / 1e12})
     teacher.eval().requires_grad_(False)

@@ -24,8 +24,7 @@ from core.models.llmrec import LLMRec
 
 
 def timed(model: LLMRec, data, n: int, shape: llm.Shape, device) -> float:
-    return llm.timed_training(model, lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {}), n, shape,
-                              device)
+    return llm.timed_training(model, llm.plain_loss(model, data), n, shape, device)
 
 
 def kernel_table(model: LLMRec, data, shape: llm.Shape, device, rows: int = 25) -> str:

@@ -218,8 +218,8 @@ class Backbone(nn.Module):
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int],
                 shared_prefix: torch.Tensor | None = None, last_position: bool = False) -> list[torch.Tensor]:
         """The hidden states (B, T, H) at the requested indices, in the order asked (with
-        `last_position`, only the last position's (B, H), and the top layer runs its queries, attention
-        output and MLP at that position alone).
+        `last_position`, only the last position's (B, H), and the top layer's MLP runs at that
+        position alone).
 
         inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
         mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
@@ -308,9 +308,9 @@ class Backbone(nn.Module):
         `backend` "aot_eager" traces the same graphs without generating kernels (tests)."""
         import torch._dynamo  # noqa: PLC0415
 
-        # One layer's code sees about 8 variants in a run (prefix at batch 1 or the batch; training,
-        # no-grad evaluation, a frozen teacher; a last short batch); past the default limit of 8 it
-        # would silently fall back to eager.
+        # One layer's code sees about 12 variants in a run (prefix at batch 1, the batch, or the top
+        # layer at the last position; training or no-grad; a last short batch); past the default
+        # limit of 8 it would silently fall back to eager.
         name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         for layer in self.layers:
