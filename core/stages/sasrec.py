@@ -58,7 +58,7 @@ def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
     model = SASRec(prepared.n_items, spec.data.max_len, spec.sasrec).to(ctx.device)
 
     def loss_fn(indices: torch.Tensor):
-        ce = model.loss(inputs[indices.to(ctx.device)], targets[indices.to(ctx.device)])
+        ce = model.loss(inputs[indices], targets[indices])
         return ce, {"ce": ce}
 
     def evaluate_valid():

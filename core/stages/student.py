@@ -85,7 +85,6 @@ def make_loss(model, teacher, data, cached, teacher_layers, student_layers, spec
     final = model.num_layers + 1
 
     def loss_fn(indices: torch.Tensor):
-        indices = indices.to(data.inputs.device)
         items, targets = data.inputs[indices], data.targets[indices]
         states = model.last_states(items, student_layers + [final])  # aligned layers, then the final norm
         ce = torch.nn.functional.cross_entropy(model.scores(model.head(states[-1])), targets)

@@ -26,6 +26,7 @@ from core.train import distributed
 from core.train.device import autocast
 from core.train.distributed import SINGLE, Dist
 
+# loss_fn(indices of the examples, on the training device) -> (loss, loss terms to log)
 LossFn = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
@@ -119,7 +120,9 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_examples: int, cfg: TrainCo
     stopped_early, window = False, 0
     sums: dict[str, torch.Tensor] = {}
     while pos["epoch"] < cfg.epochs and pos["step"] < total and not stopped_early:
-        order = _epoch_order(n_examples, cfg.seed, pos["epoch"])
+        # On the device once per epoch: indexing device data with host indices would copy them with a
+        # blocking copy, a host-device sync every step that keeps the host from running ahead.
+        order = _epoch_order(n_examples, cfg.seed, pos["epoch"]).to(device)
         batches = order.split(cfg.batch_size)
         model.train()
         while pos["batch"] < len(batches) and pos["step"] < total:

@@ -78,3 +78,32 @@ def test_teacher_stage_runs_on_cuda_with_compile_auto(project):
     assert manifest["environment"]["device"].startswith("cuda") and manifest["environment"]["gpu"]
     rows = query(paths.data_root, "SELECT count(*) AS n FROM metrics WHERE run_id = ? AND split = 'test'", [ids[-1]])
     assert rows[0]["n"] > 0
+
+
+def test_training_steps_make_no_host_device_sync():
+    """No value is read back inside a step, and the examples' indices live on the device (a host
+    index would be copied with a blocking copy every step). Steps 2 and 3 of 4 run under CUDA's sync
+    debug mode, which raises on any synchronizing call; the 4th logs, which reads values back."""
+    from core.config import TrainConfig
+    from core.train import loop
+
+    rec = tiny_rec(CUDA).train()
+    generator = torch.Generator().manual_seed(0)
+    items, targets = torch.randint(1, 41, (16, 5), generator=generator), torch.randint(1, 41, (16,), generator=generator)
+    items, targets = items.to(CUDA), targets.to(CUDA)
+    seen = []
+
+    def loss_fn(indices):
+        seen.append(indices.device.type)
+        torch.cuda.set_sync_debug_mode("error" if len(seen) in (2, 3) else "default")
+        return rec.loss(items[indices], targets[indices]), {}
+
+    cfg = TrainConfig(epochs=1, batch_size=4, max_steps=4, log_every=4, checkpoint_every=0, warmup_ratio=0.0,
+                      device="cuda", compile="off")
+    hooks = loop.Hooks(lambda step, epoch: 0.0, lambda step: None, lambda state: None, lambda *row: None,
+                       lambda *progress: None, lambda: False)
+    try:
+        loop.train(rec, loss_fn, 16, cfg, CUDA, hooks)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seen == ["cuda"] * 4
