@@ -315,6 +315,8 @@ class Backbone(nn.Module):
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         for layer in self.layers:
             layer.compile(backend=backend)
+            if _splits_attention(layer):  # the top layer also calls its attention alone (_top_layer_at_last)
+                layer.self_attn.compile(backend=backend)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Copies of the trainable parameters (LoRA weights, or all layers for "full"), by name."""

@@ -169,5 +169,6 @@ def test_compiled_layers_trace_the_prefix_and_last_position_paths_like_eager():
     assert torch.allclose(loss_a, loss_b, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads_a, grads_b))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(vectors_a, vectors_b))
-    stats = torch._dynamo.utils.counters["stats"]
-    assert stats["unique_graphs"] >= 1 and not torch._dynamo.utils.counters["graph_break"]
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    assert counters["frames"]["total"] == counters["frames"]["ok"]  # every traced frame compiled
