@@ -70,7 +70,7 @@ def inference(depth: int, data, device) -> dict:
     model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION).eval()
     vectors = user_vectors_in(model, PRECISION)
     items, targets = data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]
-    run = lambda: full_ranks(vectors(items).float(), model.item_table, targets)  # noqa: E731
+    run = lambda: full_ranks(vectors(items).float(), model.item_table, targets, validate=False)  # noqa: E731
     for _ in range(3):
         run()
     start = time.perf_counter()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.data.examples import eval_examples, history
-from core.eval.ranking import full_ranks, sampled_ranks
+from core.eval.ranking import check_targets, full_ranks, sampled_ranks
 from core.train.device import host_to_device
 from core.train.distributed import SINGLE, Dist, batches_of_rank, gather_batches
 
@@ -50,17 +50,20 @@ def evaluate_split(user_vectors: UserVectors, item_table: torch.Tensor, prepared
     negatives = prepared.candidates(split) if "sampled" in protocols else None
     device = item_table.device
     table = item_table.float()  # once, not per batch
-    out: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
+    check_targets(torch.as_tensor(targets), table.shape[0] - 1)  # here, on the host, not per batch on the device
+    # Ranks stay on the device until the split is done: nothing is read back per batch, so on a GPU
+    # the host queues the next batch while this one runs.
+    out: dict[str, list[torch.Tensor]] = {p: [] for p in protocols}
     for start in range(0, len(keep), batch_size):
         rows = keep[start:start + batch_size]
         vectors = user_vectors(host_to_device(inputs[rows], device)).float()
         target = host_to_device(targets[rows], device)
         if "full" in protocols:  # history: (B, H) padded with 0, built without a loop over users
             masked = host_to_device(seen.padded(user_ids[rows]), device) if seen is not None else None
-            out["full"].append(full_ranks(vectors, table, target, masked).cpu().numpy())
+            out["full"].append(full_ranks(vectors, table, target, masked, validate=False))
         if "sampled" in protocols:
             neg = host_to_device(negatives[user_ids[rows]], device)
-            out["sampled"].append(sampled_ranks(vectors, table, target, neg).cpu().numpy())
-    ranks = {p: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for p, v in out.items()}
+            out["sampled"].append(sampled_ranks(vectors, table, target, neg))
+    ranks = {p: torch.cat(v).cpu().numpy() if v else np.zeros(0, dtype=np.int64) for p, v in out.items()}
     ranks = {p: gather_batches(r, batch_size, dist) for p, r in ranks.items()}
     return SplitRanks(split, user_ids[evaluated], ranks)

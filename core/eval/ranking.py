@@ -76,7 +76,10 @@ def _excluded_items(targets: Tensor, history: History) -> Tensor:
     return torch.cat([padding, targets[:, None], hist], dim=1)  # (B, H + 2)
 
 
-def _check_targets(targets: Tensor, n_items: int) -> None:
+def check_targets(targets: Tensor, n_items: int) -> None:
+    """Refuse targets that are not a 1-D tensor of item ids in 1..n_items. It reads their range back,
+    which on a GPU waits for the work queued before: a caller that checked them on the host passes
+    validate=False to the ranking functions instead."""
     if targets.dim() != 1:
         raise ValueError(f"targets: expected a 1-D tensor (B,), got shape {tuple(targets.shape)}")
     if targets.numel() and (targets.min() < 1 or targets.max() > n_items):
@@ -92,12 +95,29 @@ def full_ranks_from_scores(scores: Tensor, targets: Tensor, history: History = N
     """
     width = scores.shape[1]  # scores: (B, n_items + 1)
     targets = targets.long()
-    _check_targets(targets, width - 1)
+    check_targets(targets, width - 1)
     scores = scores.to(_score_dtype(scores))
     target_scores = scores.gather(1, targets[:, None])  # (B, 1)
     above = scores >= target_scores  # (B, n_items + 1), ties count as above
     above[_in_chunk(_excluded_items(targets, history), 0, width)] = False
     return above.sum(dim=1)
+
+
+def _distinct(excluded: Tensor) -> Tensor:
+    """The excluded ids (B, E) with each row's repeats (padding, a target also in the history)
+    replaced by -1, which no chunk holds, so each id is discounted once."""
+    ids = excluded.sort(dim=1).values
+    repeat = torch.zeros_like(ids, dtype=torch.bool)
+    repeat[:, 1:] = ids[:, 1:] == ids[:, :-1]
+    return ids.masked_fill(repeat, -1)
+
+
+def _excluded_above(above: Tensor, distinct: Tensor, start: int) -> Tensor:
+    """(B,) how many of the distinct excluded ids fall in this chunk and are marked in `above`
+    (B, width): computed on the device, with nothing read back to the host."""
+    local = distinct - start
+    inside = (local >= 0) & (local < above.shape[1])
+    return (above.gather(1, local.clamp(0, above.shape[1] - 1)) & inside).sum(dim=1)
 
 
 def _in_chunk(excluded: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]:
@@ -110,13 +130,16 @@ def _in_chunk(excluded: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]
 
 
 def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History, item_chunk: int,
-          top_k: int) -> tuple[Tensor, Tensor | None]:
-    """The loop shared by `full_ranks` and `full_ranks_topk` (see their docstrings)."""
+          top_k: int, validate: bool = True) -> tuple[Tensor, Tensor | None]:
+    """The loop shared by `full_ranks` and `full_ranks_topk` (see their docstrings). The counting
+    reads nothing back to the host, so a GPU caller can queue the next batch while this one runs;
+    the top-K list's masking does (once per chunk)."""
     if item_chunk < 1:
         raise ValueError(f"item_chunk: expected >= 1, got {item_chunk}")
     n_rows = item_table.shape[0]  # n_items + 1
     targets = targets.long()
-    _check_targets(targets, n_rows - 1)
+    if validate:
+        check_targets(targets, n_rows - 1)
     if top_k > n_rows - 1:
         raise ValueError(f"top_k: expected at most the {n_rows - 1} items, got {top_k}")
     dtype = _score_dtype(user_vectors, item_table)
@@ -124,6 +147,7 @@ def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: Hi
     batch = users.shape[0]
     target_rows = item_table[targets]  # (B, d)
     excluded = _excluded_items(targets, history)  # (B, E): padding, target, history
+    distinct = _distinct(excluded)
     # Top-K leaves out padding and the history, but not the target (a repeat is a fair pick).
     hidden = excluded.masked_fill(excluded == targets[:, None], 0)
     counts = torch.zeros(batch, dtype=torch.long, device=users.device)
@@ -139,8 +163,7 @@ def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: Hi
         target_scores = scores[:, width:].diagonal()  # (B,) user b against its own target
         chunk = scores[:, :width]  # (B, C)
         above = chunk >= target_scores[:, None]  # ties count as above
-        above[_in_chunk(excluded, start, width)] = False
-        counts += above.sum(dim=1)
+        counts += above.sum(dim=1) - _excluded_above(above, distinct, start)
         if top_k:
             chunk[_in_chunk(hidden, start, width)] = float("-inf")
             if start == 0:
@@ -153,15 +176,16 @@ def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: Hi
 
 
 def full_ranks(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,
-               item_chunk: int = 65536) -> Tensor:
+               item_chunk: int = 65536, *, validate: bool = True) -> Tensor:
     """0-based rank (B,) of each target among all real items, scored by dot product.
 
     user_vectors (B, d) and item_table (n_items + 1, d), row 0 being padding. Items are scored
     `item_chunk` at a time, counting per chunk the items that score >= the target (pessimistic
     ties), so memory is O(B * (item_chunk + B)) whatever the catalogue size. Same semantics as
-    `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`.
+    `full_ranks_from_scores(user_vectors @ item_table.T, targets, history)`. validate=False skips
+    `check_targets`, the only read-back, for targets already checked on the host.
     """
-    return _scan(user_vectors, item_table, targets, history, item_chunk, 0)[0]
+    return _scan(user_vectors, item_table, targets, history, item_chunk, 0, validate)[0]
 
 
 def full_ranks_topk(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History = None,

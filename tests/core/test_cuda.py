@@ -107,3 +107,26 @@ def test_training_steps_make_no_host_device_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert seen == ["cuda"] * 4
+
+
+def test_ranking_a_batch_makes_no_host_device_sync():
+    """Evaluation reads nothing back per batch (targets are checked on the host, ranks stay on the
+    device until the split is done), so the host can queue the next batch while this one runs."""
+    from core.eval.ranking import sampled_ranks
+    from core.stages.llm import user_vectors_in
+
+    rec = tiny_rec(CUDA)
+    vectors_of = user_vectors_in(rec, "auto")
+    items, targets = ITEMS.to(CUDA), torch.tensor([3, 6, 9], device=CUDA)
+    history, negatives = torch.tensor([[1, 2], [0, 0], [9, 4]], device=CUDA), torch.tensor([[5, 7]] * 3, device=CUDA)
+    with torch.no_grad():
+        vectors_of(items)  # the first call keeps the prefix and initialises the kernels
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            vectors = vectors_of(items).float()
+            full = full_ranks(vectors, rec.item_table, targets, history, item_chunk=16, validate=False)
+            sampled = sampled_ranks(vectors, rec.item_table, targets, negatives)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(full.cpu(), full_ranks(vectors.cpu(), rec.item_table.cpu(), targets.cpu(), history.cpu()))
+    assert sampled.shape == (3,)
