@@ -18,8 +18,6 @@ where L = `num_layers`, the number of kept layers. `layer_indices[l - 1]` is the
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +26,8 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
+from core.models.layer_calls import (PrefixKV, cache_argument, call_layer, prefix_key, splits_attention,
+                                     top_layer_at_last)
 
 DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written by core.assets
 
@@ -87,82 +87,6 @@ def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
-class _PrefixKV:
-    """One layer's keys and values of a prompt prefix that every row shares, in the shape of a
-    Hugging Face cache: recorded at batch 1, then put (expanded, not copied) before the layer's keys
-    and values for the whole batch. One object per layer, so the layer index never matters (and a
-    compiled layer is reused by every layer). Gradients flow through it, so LoRA trains as before."""
-
-    def __init__(self, before: "_PrefixKV | None" = None) -> None:
-        self.key: torch.Tensor | None = None
-        self.value: torch.Tensor | None = None
-        self.batch = 0  # 0 while the prefix itself is being run
-        self.before = before  # keys and values that come before this prefix's own (recorded with them)
-
-    def update(self, key: torch.Tensor, value: torch.Tensor, *args, **kwargs):
-        if self.before is not None:
-            key, value = self.before.update(key, value, *args, **kwargs)
-        if not self.batch:
-            self.key, self.value = key, value
-            return key, value
-        grow = (self.batch, -1, -1, -1)
-        return torch.cat([self.key.expand(grow), key], dim=2), torch.cat([self.value.expand(grow), value], dim=2)
-
-
-def _call_layer(layer: nn.Module, hidden_states, mask, position_ids, position_embeddings, cache) -> torch.Tensor:
-    extra = {_cache_argument(type(layer)): cache} if cache is not None else {}
-    out = layer(hidden_states, attention_mask=mask, position_ids=position_ids,
-                position_embeddings=position_embeddings, **extra)
-    return out[0] if isinstance(out, tuple) else out  # transformers < 5 returns (hidden_states, ...)
-
-
-def _splits_attention(layer: nn.Module) -> bool:
-    """Whether the layer exposes the norm and attention module its keys and values come from."""
-    return isinstance(getattr(layer, "input_layernorm", None), nn.Module) and \
-        isinstance(getattr(layer, "self_attn", None), nn.Module)
-
-
-def _top_layer_at_last(layer: nn.Module, hidden_states, mask, position_ids, position_embeddings,
-                       cache: "_PrefixKV | None") -> torch.Tensor:
-    """The top layer's output (B, 1, H) at the last position, without running its MLP (most of a
-    layer's cost) at the other positions, whose outputs nothing reads.
-
-    The attention module runs on the earlier positions only to record their keys and values (after
-    the prefix's, if any; its output there is discarded); the whole layer then runs on the last
-    position against them.
-    """
-    cos, sin = position_embeddings  # (B, T, head_dim) each
-    earlier = _PrefixKV(before=cache)
-    # Its output is discarded and keys and values do not depend on the mask, so none is passed.
-    layer.self_attn(hidden_states=layer.input_layernorm(hidden_states[:, :-1]), attention_mask=None,
-                    position_ids=position_ids[:, :-1], position_embeddings=(cos[:, :-1], sin[:, :-1]),
-                    **{_cache_argument(type(layer.self_attn)): earlier})
-    known = _PrefixKV()
-    known.key, known.value, known.batch = earlier.key, earlier.value, hidden_states.shape[0]
-    return _call_layer(layer, hidden_states[:, -1:], None if mask is None else mask[..., -1:, :],
-                       position_ids[:, -1:], (cos[:, -1:], sin[:, -1:]), known)
-
-
-def _prefix_key(layers: nn.Module, prefix: torch.Tensor, dtype: torch.dtype) -> tuple:
-    """What the prefix's keys and values depend on: every layer weight (storage and in-place version,
-    so an optimizer step or a loaded checkpoint changes it), the prefix, and the autocast setting."""
-    device = prefix.device.type
-    weights = tuple((p.data_ptr(), p._version, p.dtype) for p in layers.parameters())
-    return (weights, prefix.data_ptr(), prefix._version, prefix.dtype, prefix.device, dtype,
-            torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-
-
-@functools.cache
-def _cache_argument(layer_type: type) -> str:
-    """The decoder layer class's keyword for a key/value cache: renamed across transformers releases."""
-    names = inspect.signature(layer_type.forward).parameters
-    for name in ("cache", "past_key_values", "past_key_value"):
-        if name in names:
-            return name
-    raise BackboneError(f"{layer_type.__name__}.forward takes no key/value cache argument; "
-                        "this transformers version is not supported")
-
-
 class Backbone(nn.Module):
     """The kept decoder layers of a pretrained LLM. See the module docstring for the layer indices."""
 
@@ -178,7 +102,7 @@ class Backbone(nn.Module):
         self.layer_indices = tuple(layer_indices)
         self.model_config = model_config  # the Hugging Face config (num_hidden_layers may be cut)
         self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
-        self._prefix_memo: tuple[tuple, list[_PrefixKV]] | None = None  # see _prefix_caches
+        self._prefix_memo: tuple[tuple, list[PrefixKV]] | None = None  # see _prefix_caches
 
     @property
     def hidden_size(self) -> int:
@@ -251,7 +175,7 @@ class Backbone(nn.Module):
             states[top] = self.norm(states[-1])
         return [states[index][:, -1] if last_position else states[index] for index in wanted]
 
-    def _prefix_caches(self, prefix: torch.Tensor, dtype: torch.dtype, depth: int) -> "list[_PrefixKV]":
+    def _prefix_caches(self, prefix: torch.Tensor, dtype: torch.dtype, depth: int) -> "list[PrefixKV]":
         """The first `depth` layers' keys and values of the shared prefix (P, H) in `dtype`, run at batch 1.
 
         With gradients they are computed afresh, so they carry the graph to the weights. Without
@@ -261,19 +185,19 @@ class Backbone(nn.Module):
         """
         if torch.is_grad_enabled():
             return self._run_prefix(prefix.to(dtype), depth)
-        key = _prefix_key(self.layers, prefix, dtype)
+        key = prefix_key(self.layers, prefix, dtype)
         if self._prefix_memo is None or self._prefix_memo[0] != key or len(self._prefix_memo[1]) < depth:
             self._prefix_memo = (key, self._run_prefix(prefix.to(dtype), depth))
         return self._prefix_memo[1][:depth]
 
-    def _run_prefix(self, prefix: torch.Tensor, depth: int) -> "list[_PrefixKV]":
-        caches = [_PrefixKV() for _ in range(depth)]
+    def _run_prefix(self, prefix: torch.Tensor, depth: int) -> "list[PrefixKV]":
+        caches = [PrefixKV() for _ in range(depth)]
         ones = torch.ones(1, prefix.shape[0], dtype=torch.long, device=prefix.device)
         self._run(prefix[None], ones, depth, set(), caches, 0)
         return caches
 
     def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
-             caches: "list[_PrefixKV] | None", offset: int, top_at_last: bool = False) -> dict[int, torch.Tensor]:
+             caches: "list[PrefixKV] | None", offset: int, top_at_last: bool = False) -> dict[int, torch.Tensor]:
         """Run the first `depth` layers; the states at `keep` (and the last, under key -1). With
         `top_at_last` the top layer's state is that of the last position only, (B, 1, H)."""
         states = {0: hidden_states, -1: hidden_states}
@@ -286,11 +210,11 @@ class Backbone(nn.Module):
         position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
         for index, layer in enumerate(self.layers[:depth], start=1):
             cache = caches[index - 1] if caches else None
-            if top_at_last and index == depth and _splits_attention(layer):
-                hidden_states = _top_layer_at_last(layer, hidden_states, mask, position_ids, position_embeddings,
+            if top_at_last and index == depth and splits_attention(layer):
+                hidden_states = top_layer_at_last(layer, hidden_states, mask, position_ids, position_embeddings,
                                                    cache)
             else:
-                hidden_states = _call_layer(layer, hidden_states, mask, position_ids, position_embeddings, cache)
+                hidden_states = call_layer(layer, hidden_states, mask, position_ids, position_embeddings, cache)
             if index in keep:
                 states[index] = hidden_states
         states[-1] = hidden_states
@@ -315,7 +239,7 @@ class Backbone(nn.Module):
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         for layer in self.layers:
             layer.compile(backend=backend)
-            if _splits_attention(layer):  # the top layer also calls its attention alone (_top_layer_at_last)
+            if splits_attention(layer):  # the top layer also calls its attention alone (top_layer_at_last)
                 layer.self_attn.compile(backend=backend)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -363,6 +287,10 @@ def backbone_of(model: nn.Module, tokenizer, source: str, indices: Sequence[int]
     """The Backbone over an already built decoder: the layers at `indices` (of `total`) kept, cast
     to `dtype` and set up for cfg.training, on `device`."""
     embed_tokens, all_layers, norm, rotary_emb = decoder_parts(model, source)
+    try:  # the shared prompt prefix reaches each layer through its cache argument
+        cache_argument(type(all_layers[0]))
+    except TypeError as error:
+        raise BackboneError(f"{source}: {error}") from error
     backbone = Backbone(embed_tokens, [all_layers[i] for i in indices], norm, rotary_emb, tokenizer,
                         indices, model.config, total)
     backbone.cast_layers(dtype)

@@ -271,3 +271,22 @@ def test_last_position_equals_the_full_states_there_in_values_and_gradients(tmp_
         if a is not None:
             assert torch.allclose(a, b, atol=1e-4)
             assert id(p) not in top_attention or b.abs().sum() > 0  # keys and values of earlier positions train
+
+
+def test_a_layer_without_a_cache_argument_is_refused_when_loaded():
+    from core.models.backbone import backbone_of
+
+    class Layer(torch.nn.Module):
+        def forward(self, hidden_states, attention_mask=None):
+            return hidden_states
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens, self.norm, self.rotary_emb = torch.nn.Embedding(4, 2), torch.nn.Identity(), torch.nn.Identity()
+            self.layers = torch.nn.ModuleList([Layer()])
+            self.config = None
+
+    with pytest.raises(BackboneError, match="old-decoder: Layer.forward takes no key/value cache argument"):
+        backbone_of(Decoder(), None, "old-decoder", [0], 1, BackboneConfig(base="x", depth=1, training="frozen"),
+                    "cpu", torch.float32)
