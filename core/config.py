@@ -257,8 +257,8 @@ def validate(spec: RunSpec) -> None:
     _check(t.grad_accum >= 1, f"train.grad_accum: expected >= 1, got {t.grad_accum}")
     _check(t.log_every >= 1, f"train.log_every: expected >= 1, got {t.log_every}")
     _check(t.nproc_per_node >= 1, f"train.nproc_per_node: expected >= 1 (processes per node), got {t.nproc_per_node}")
-    _check(t.eval_batch_size >= 0,
-           f"train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA, batch_size elsewhere), got {t.eval_batch_size}")
+    _check(t.eval_batch_size >= 0, "train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA, "
+                                   f"batch_size elsewhere), got {t.eval_batch_size}")
     _check(spec.kind != "analysis" or t.nproc_per_node == 1,
            f"train.nproc_per_node: the analysis stage runs in one process; set it to 1, got {t.nproc_per_node}")
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")

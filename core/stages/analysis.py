@@ -158,7 +158,8 @@ def _runs_states(spec: RunSpec, ctx: RunContext):
         ctx.set_state(phase=f"states {s.name}")
         batch = torch.as_tensor(inputs, device=ctx.device)
         # in the user batches of the run's own evaluation, so the last layer's readout reproduces it
-        s.states = last_states(s.model, batch, range(s.model.num_layers + 1), eval_batch(s.spec.train, ctx.device.type),
+        s.states = last_states(s.model, batch, range(s.model.num_layers + 1),
+                               eval_batch(s.spec.train, ctx.device.type),
                                _on_batch(ctx, "states", len(users), i * len(users), total))
     return subjects, prepared, users, inputs
 
@@ -240,7 +241,8 @@ def _base_states(spec: RunSpec, ctx: RunContext):
     ctx.log(f"analysis: {backbone.num_layers} layers of {spec.backbone.base}; example prompt: {texts[0][:300]!r}")
     ctx.set_state(phase="states")
     with inference_autocast(ctx.device, spec.train.precision):
-        states = text_states(backbone, texts, eval_batch(spec.train, ctx.device.type), _on_batch(ctx, "states", len(texts)))
+        states = text_states(backbone, texts, eval_batch(spec.train, ctx.device.type),
+                             _on_batch(ctx, "states", len(texts)))
     return [Subject(BASE_MODEL, states, layer_indices=list(backbone.layer_indices))], prepared, users, inputs
 
 

@@ -56,7 +56,8 @@ def manifest(spec: RunSpec, ctx: RunContext, model: torch.nn.Module, **extra) ->
     """Settings, versions, device, seed and parameter counts for a checkpoint."""
     params = list(model.parameters())
     return {"run_id": ctx.run_id, "spec": to_dict(spec), "seed": spec.train.seed, "environment": environment(ctx.device),
-            "processes": ctx.dist.world_size, "eval_batch_size": eval_batch(spec.train, ctx.device.type),  # resolved (0: auto)
+            "processes": ctx.dist.world_size,
+            "eval_batch_size": eval_batch(spec.train, ctx.device.type),  # resolved (0: auto)
             "parameters": {"total": sum(p.numel() for p in params),
                            "trainable": sum(p.numel() for p in params if p.requires_grad)}, **extra}
 
