@@ -120,6 +120,15 @@ def _excluded_above(above: Tensor, distinct: Tensor, start: int) -> Tensor:
     return (above.gather(1, local.clamp(0, above.shape[1] - 1)) & inside).sum(dim=1)
 
 
+def _hide(scores: Tensor, hidden: Tensor, start: int, width: int) -> None:
+    """Set the chunk's scores (the first `width` columns of `scores`) to -inf at the hidden ids
+    (B, E), on the device. Ids outside the chunk write to column `width`, a target column already
+    read; every write is -inf, so repeated ids cannot conflict."""
+    local = hidden - start
+    inside = (local >= 0) & (local < width)
+    scores[:, :width + 1].scatter_(1, torch.where(inside, local, width), float("-inf"))
+
+
 def _in_chunk(excluded: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]:
     """(rows, columns) of the `excluded` ids (B, E) that fall in items start..start+width-1.
 
@@ -131,9 +140,8 @@ def _in_chunk(excluded: Tensor, start: int, width: int) -> tuple[Tensor, Tensor]
 
 def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: History, item_chunk: int,
           top_k: int, validate: bool = True) -> tuple[Tensor, Tensor | None]:
-    """The loop shared by `full_ranks` and `full_ranks_topk` (see their docstrings). The counting
-    reads nothing back to the host, so a GPU caller can queue the next batch while this one runs;
-    the top-K list's masking does (once per chunk)."""
+    """The loop shared by `full_ranks` and `full_ranks_topk` (see their docstrings). It reads nothing
+    back to the host (with validate=False), so a GPU caller can queue the next batch while one runs."""
     if item_chunk < 1:
         raise ValueError(f"item_chunk: expected >= 1, got {item_chunk}")
     n_rows = item_table.shape[0]  # n_items + 1
@@ -164,8 +172,8 @@ def _scan(user_vectors: Tensor, item_table: Tensor, targets: Tensor, history: Hi
         chunk = scores[:, :width]  # (B, C)
         above = chunk >= target_scores[:, None]  # ties count as above
         counts += above.sum(dim=1) - _excluded_above(above, distinct, start)
-        if top_k:
-            chunk[_in_chunk(hidden, start, width)] = float("-inf")
+        if top_k:  # `above` is counted: the target columns may now be overwritten
+            _hide(scores, hidden, start, width)
             if start == 0:
                 chunk[:, 0] = float("-inf")  # padding
             chunk_scores, chunk_items = chunk.topk(min(top_k, width), dim=1)  # (B, <= K) of this chunk
