@@ -14,7 +14,7 @@ import torch
 from core.config import RunSpec, TrainConfig
 from core.data.examples import sasrec_examples
 from core.data.prepare import prepare
-from core.eval.evaluate import eval_users, evaluate_split
+from core.eval.evaluate import SplitRanks, eval_users, evaluate_split
 from core.models.popularity import Popularity
 from core.models.sasrec import SASRec
 from core.stages.common import fit, manifest, trainable_weights, write_evaluation
@@ -35,14 +35,17 @@ def training_sequences(prepared):
     return prepared.sequences.truncated(2)
 
 
-def evaluate_model(ctx: RunContext, spec: RunSpec, prepared, model, split: str, step: int, name: str) -> dict:
-    """Evaluate a factorised model (user_vectors, item_table) on a split and store the rows."""
+def split_ranks(ctx: RunContext, spec: RunSpec, prepared, model, split: str) -> SplitRanks:
+    """A factorised model's (user_vectors, item_table) ranks on a split, under both protocols."""
     users = eval_users(prepared.n_users, spec.train.eval_users)
     with torch.no_grad():
-        table = model.item_table()
-        result = evaluate_split(model.user_vectors, table, prepared, split, spec.data.max_len,
-                                mask_history=spec.rec.mask_history, users=users, dist=ctx.dist)
-    return write_evaluation(ctx, step, name, None, result)
+        return evaluate_split(model.user_vectors, model.item_table(), prepared, split, spec.data.max_len,
+                              mask_history=spec.rec.mask_history, users=users, dist=ctx.dist)
+
+
+def evaluate_model(ctx: RunContext, spec: RunSpec, prepared, model, split: str, step: int, name: str) -> dict:
+    """Evaluate a factorised model on a split and store the rows."""
+    return write_evaluation(ctx, step, name, None, split_ranks(ctx, spec, prepared, model, split))
 
 
 def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
@@ -61,14 +64,10 @@ def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
         ce = model.loss(inputs[indices], targets[indices])
         return ce, {"ce": ce}
 
-    def evaluate_valid():
-        users = eval_users(prepared.n_users, spec.train.eval_users)
-        return evaluate_split(model.user_vectors, model.item_table(), prepared, "valid", spec.data.max_len,
-                              mask_history=spec.rec.mask_history, users=users, dist=ctx.dist)
-
     ctx.set_state(phase="train")
     schedule = sasrec_schedule(spec)
-    result = fit(ctx, replace(spec, train=schedule), model, loss_fn, len(inputs), evaluate_valid, "sasrec")
+    result = fit(ctx, replace(spec, train=schedule), model, loss_fn, len(inputs),
+                 lambda: split_ranks(ctx, spec, prepared, model, "valid"), "sasrec")
     ctx.set_state(phase="test")
     test = evaluate_model(ctx, spec, prepared, model, "test", result.best_step, "sasrec")
     if ctx.dist.is_main:  # the only writer of a run of several processes
