@@ -17,13 +17,11 @@ issue's batch could reach if its host were this fast per operator and the device
 from __future__ import annotations
 
 import json
-import time
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import llm
-from core.eval.ranking import full_ranks
 from core.stages.llm import user_vectors_in
 from core.train.device import autocast
 
@@ -67,18 +65,11 @@ def training(depth: int, data, device) -> dict:
 
 @torch.no_grad()
 def inference(depth: int, data, device) -> dict:
-    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION).eval()
-    vectors = user_vectors_in(model, PRECISION)
-    items, targets = data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]
-    run = lambda: full_ranks(vectors(items).float(), model.item_table, targets, validate=False)  # noqa: E731
-    for _ in range(3):
-        run()
-    start = time.perf_counter()
-    for _ in range(SHAPE.steps):
-        run()
-    ms = 1e3 * (time.perf_counter() - start) / SHAPE.steps
+    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
+    ms = 1e3 * SHAPE.batch / llm.inference_users_per_s(model, data, SHAPE, device, PRECISION)
+    vectors, items, targets = user_vectors_in(model, PRECISION), data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]
     with _OperatorCount() as ops:
-        run()
+        llm.rank_batch(model, vectors, items, targets)
     return {"ms_per_batch": ms, "ops_per_batch": ops.count, "max_per_s_at_256": 256 / ms * 1e3}
 
 
@@ -88,7 +79,7 @@ def run(teacher_depth: int = 30, student_depth: int = 4) -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: a GPU run's host drives the device from one thread
     try:
-        data = llm.examples(SHAPE, 2 * SHAPE.steps * SHAPE.batch, device)
+        data = llm.examples(SHAPE, (2 * SHAPE.steps + 2) * SHAPE.batch, device)  # inference: 2 warm-up batches more
         rows = [{"bench": f"host_{role}_{what}", "depth": depth, **measure(depth, data, device)}
                 for what, measure in (("train", training), ("inference", inference))
                 for role, depth in (("teacher", teacher_depth), ("student", student_depth))]

@@ -94,19 +94,24 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def rank_batch(model: LLMRec, user_vectors, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """One batch's full ranking as evaluation runs it: targets checked once before, not per batch."""
+    return full_ranks(user_vectors(items).float(), model.item_table, targets, validate=False)
+
+
 @torch.no_grad()
-def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device) -> float:
+def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device, precision: str = "auto") -> float:
     """Full ranking as evaluation runs it: user vectors in the training precision, scores in fp32."""
     model.eval()
-    user_vectors = user_vectors_in(model, "auto")
+    user_vectors = user_vectors_in(model, precision)
     batches = data.inputs.split(shape.users_per_batch)
     targets = data.targets.split(shape.users_per_batch)
     for items, target in zip(batches[:2], targets[:2]):  # warm-up
-        full_ranks(user_vectors(items).float(), model.item_table, target, validate=False)
+        rank_batch(model, user_vectors, items, target)
     _sync(device)
     start = time.perf_counter()
-    for items, target in zip(batches[2:], targets[2:]):  # as evaluation runs: targets checked once, before
-        full_ranks(user_vectors(items).float(), model.item_table, target, validate=False)
+    for items, target in zip(batches[2:], targets[2:]):
+        rank_batch(model, user_vectors, items, target)
     _sync(device)
     return sum(len(b) for b in batches[2:]) / (time.perf_counter() - start)
 
