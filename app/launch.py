@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import pipeline
-from core.config import ConfigError, RunSpec, apply_preset, check_blocks, settings_hash
+from core.config import ConfigError, RunSpec, apply_preset, check_blocks, settings_hash, valid_blocks
 from core.store.paths import Paths
 
 # Preset choices of the form: (core preset name, teacher depth, student depth, blocks).
@@ -57,6 +57,7 @@ class LaunchSettings:
     batch_size: int = 64
     max_len: int = 30
     train_targets: str = "last"
+    n_negatives: int = 999  # sampled-protocol negatives per user (data.n_negatives)
     device: str = "auto"
     seed: int = 0
     name: str = ""
@@ -79,7 +80,7 @@ def defaults(choice: str, dataset: str) -> LaunchSettings:
         lambda_norm=spec.distill.lambda_norm, lambda_sup=spec.distill.lambda_sup, training=spec.backbone.training,
         teacher_epochs=spec.train.epochs, student_epochs=spec.train.epochs, lr=spec.train.lr,
         batch_size=spec.train.batch_size, max_len=spec.data.max_len, train_targets=spec.data.train_targets,
-        device=spec.train.device, seed=spec.train.seed)
+        n_negatives=spec.data.n_negatives, device=spec.train.device, seed=spec.train.seed)
 
 
 def build_plan(s: LaunchSettings, base_layers: int | None = None) -> LaunchPlan:
@@ -91,7 +92,8 @@ def build_plan(s: LaunchSettings, base_layers: int | None = None) -> LaunchPlan:
                                   f"decoder layers")
     check_blocks(s.teacher_depth, s.student_depth, s.blocks)
     preset = CHOICES[s.preset][0]
-    common = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets},
+    common = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets,
+                       "n_negatives": s.n_negatives},
               "train": {"lr": s.lr, "batch_size": s.batch_size, "device": s.device, "seed": s.seed},
               "backbone": {"base": s.base, "training": s.training}}
 
@@ -157,6 +159,26 @@ def submit_pipeline(paths: Paths, plan: LaunchPlan) -> list[str]:
     return pipeline.plan_pipeline(paths, plan.teacher, plan.student, plan.analysis)
 
 
+def existing_runs(paths: Paths) -> set[str]:
+    """The run ids on disk now (to tell the runs a submission reused from the ones it created)."""
+    if not paths.runs.is_dir():
+        return set()
+    return {p.name for p in paths.runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def submission_summary(run_ids: list[str], before: set[str]) -> str:
+    """'2 reused, 2 new' for the run ids a submission returned, given the runs that existed before it."""
+    reused = sum(1 for r in run_ids if r in before)
+    return f"{reused} reused, {len(run_ids) - reused} new"
+
+
+def blocks_note(old: int, new: int, teacher: int, student: int) -> str:
+    """Why the form changed B: it must divide both depths; the valid values."""
+    options = ", ".join(map(str, valid_blocks(teacher, student)))
+    return (f"Blocks B changed from {old} to {new}: B must divide both the teacher depth {teacher} and the student "
+            f"depth {student}, so the valid B are {options}. Pick another B below if you prefer.")
+
+
 # --- sizes and cost --------------------------------------------------------------------------
 
 def base_choices(paths: Paths) -> list[str]:
@@ -219,8 +241,18 @@ def estimate(cfg: dict, s: LaunchSettings, item_dim: int, n_items: int | None) -
         rows.append({"model": role, "layers": depth, "layer params": layers,
                      "inference params": layers + h + maps + table, "trainable params": trainable,
                      "cost per step vs full depth": round(depth / total, 3),
-                     "cost per step vs teacher": round(depth / s.teacher_depth, 3)})
+                     "cost per step vs teacher": round(depth / s.teacher_depth, 3),
+                     "speed vs teacher": "–" if role == "teacher" else speed(s.teacher_depth, depth)})
     return rows
+
+
+def speed(teacher_depth: int, student_depth: int) -> str:
+    """'2.00× faster', '2.00× slower' or 'the same' per training step (cost grows with the layers run)."""
+    if student_depth == teacher_depth:
+        return "the same (no smaller model)"
+    if student_depth < teacher_depth:
+        return f"{teacher_depth / student_depth:.2f}× faster"
+    return f"{student_depth / teacher_depth:.2f}× slower (deeper than its teacher)"
 
 
 def settings_dict(s: LaunchSettings) -> dict:

@@ -4,8 +4,8 @@ from dataclasses import asdict, fields
 
 import streamlit as st
 
-from app import context, datasets, launch, queries, widgets
-from core.config import ConfigError, apply_preset, valid_blocks
+from app import context, datasets, labels, launch, queries, widgets
+from core.config import ConfigError, apply_preset, depth_warning, valid_blocks
 from core.data.errors import DataError
 
 st.title("Launch a pipeline")
@@ -31,7 +31,7 @@ def load_preset() -> None:
     st.session_state.update({KEYS[k]: v for k, v in values.items()})
 
 
-if KEYS["teacher_depth"] not in st.session_state:
+if any(key not in st.session_state for key in KEYS.values()):
     load_preset()
 st.segmented_control("Preset", list(launch.CHOICES), key=KEYS["preset"], required=True, on_change=load_preset, **KEEP)
 if "smollm2" not in bases:
@@ -50,11 +50,24 @@ left.slider("Teacher depth (layers kept)", 1, layers, key=KEYS["teacher_depth"],
             help=f"The base model has {layers} decoder layers." if config else None)
 right.slider("Student layers", 1, layers, key=KEYS["student_depth"], **KEEP)
 teacher, student = st.session_state[KEYS["teacher_depth"]], st.session_state[KEYS["student_depth"]]
+warning = depth_warning(teacher, student)
+if warning:  # the same words as the command line, before anything is launched
+    st.warning(warning.removeprefix("warning: ").capitalize(), icon=":material/warning:")
 options = valid_blocks(teacher, student)
-if st.session_state.get(KEYS["blocks"]) not in options:
+old_blocks = st.session_state.get(KEYS["blocks"])
+if old_blocks not in options:
     st.session_state[KEYS["blocks"]] = max(b for b in options if b <= 4)
+    st.session_state["launch_blocks_note"] = (teacher, student, launch.blocks_note(
+        old_blocks, st.session_state[KEYS["blocks"]], teacher, student))
 left.selectbox("Blocks B", options, key=KEYS["blocks"], **KEEP,
-               help=f"B must divide both depths: valid B for {teacher} and {student} are {options}.")
+               on_change=lambda: st.session_state.pop("launch_blocks_note", None),
+               help="B must divide both depths: block k pairs teacher layer k·(teacher/B) with student layer "
+                    "k·(student/B).")
+note = st.session_state.get("launch_blocks_note")
+if note and note[:2] == (teacher, student):  # said where the user looks, until B or a depth changes
+    left.warning(note[2], icon=":material/info:")
+left.caption(f"Valid B for teacher {teacher} and student {student} (divisors of both): "
+             + ", ".join(map(str, options)))
 right.radio("Student layers taken", ["first", "even"], key=KEYS["layer_selection"], horizontal=True, **KEEP,
             help="first: layers 1..N of the LLM (the paper); even: N evenly spaced layers.")
 blocks = st.session_state[KEYS["blocks"]]
@@ -76,6 +89,10 @@ with st.form("launch_form"):
     c.number_input("Max length (items of history)", min_value=1, step=1, key=KEYS["max_len"], **KEEP)
     c.radio("Training examples", list(launch.TARGETS.values()), key=KEYS["train_targets"], **KEEP,
             format_func={v: k for k, v in launch.TARGETS.items()}.get)
+    c.number_input("Sampled negatives per user", min_value=1, step=100, key=KEYS["n_negatives"], **KEEP,
+                   help="data.n_negatives: the sampled protocol ranks each test target among this many fixed "
+                        "negatives (the paper: 999). On a dataset with few items, lower it (e.g. 99) so no "
+                        "user's candidates repeat items.")
     c.selectbox("Device", launch.DEVICES, key=KEYS["device"], **KEEP)
     c.number_input("Seed", min_value=0, step=1, key=KEYS["seed"], **KEEP)
     st.text_input("Name (optional)", key=KEYS["name"], **KEEP)
@@ -89,15 +106,22 @@ except ConfigError as exc:
 if submitted and error:
     st.error(f"Not launched: {error}", icon=":material/error:")
 elif submitted:
-    st.session_state["launch_submitted"] = launch.submit_pipeline(paths, plan)
+    before = launch.existing_runs(paths)
+    ids = launch.submit_pipeline(paths, plan)
+    st.session_state["launch_submitted"] = {"ids": ids, "before": before, "settings": settings}
     context.store().refresh(force=True)
 runs = queries.runs(context.store())
-if st.session_state.get("launch_submitted") and not error:
-    labels = dict(zip(runs["run_id"], runs["label"]))
-    st.success(f"Queued (or reused) {len(st.session_state['launch_submitted'])} runs: "
-               + ", ".join(labels.get(r, r) for r in st.session_state["launch_submitted"]),
+last = st.session_state.get("launch_submitted")
+if isinstance(last, dict) and last["settings"] == settings:
+    names = labels.label_map(runs[runs["run_id"].isin(last["ids"])])
+    st.success(f"Queued {len(last['ids'])} runs ({launch.submission_summary(last['ids'], last['before'])}): "
+               + "; ".join(f"{names.get(r, r)} ({'reused' if r in last['before'] else 'new'})" for r in last["ids"]),
                icon=":material/check_circle:")
     st.page_link("app/pages/runs.py", label="Watch them on Runs", icon=":material/monitoring:")
+elif isinstance(last, dict):
+    st.info("The settings changed since your last launch, so its runs are not these settings' runs: press "
+            "**Launch pipeline** to queue them (the table above shows what would be reused).",
+            icon=":material/edit:")
 
 with preview:
     st.subheader("Size, cost and reuse")
@@ -114,10 +138,11 @@ with preview:
         st.dataframe(launch.estimate(config, settings, item_dim, n_items), hide_index=True, key="launch_estimate")
         st.caption("Estimated from the base model's config.json" + ("" if n_items else " (item table not counted: "
                    "the dataset is not prepared yet)") + ". Cost per training step grows with the layers run: the "
-                   f"student's step costs about {settings.student_depth / settings.teacher_depth:.2f}× the teacher's.")
+                   f"student's step costs about {settings.student_depth / settings.teacher_depth:.2f}× the teacher's: "
+                   f"{launch.speed(settings.teacher_depth, settings.student_depth)}.")
     if plan:
         reuse = launch.reuse_preview(runs, plan)
-        labels = dict(zip(runs["run_id"], runs["label"]))
-        st.dataframe([{**row, "reuses": labels.get(row["reuses"], row["reuses"])} for row in reuse],
+        names = labels.label_map(runs[runs["run_id"].isin([row["reuses"] for row in reuse])])
+        st.dataframe([{**row, "reuses": names.get(row["reuses"], row["reuses"])} for row in reuse],
                      hide_index=True, key="launch_reuse")
         st.caption("Reuse is checked for the settings as last submitted; every stage marked 'new run' will be queued.")
