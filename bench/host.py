@@ -9,7 +9,9 @@ heads, LoRA on the MLP) but hidden size 18 and batch 2 on one thread, so almost 
 host time. It runs as a CUDA run does: bf16 autocast, frozen weights in bf16, and (for the operator
 count) fused AdamW. `ops` counts the operators dispatched, at most one kernel launch each on a GPU
 (views launch none). `max_per_s_at_256` is batch 256 over the measured time: what a run at the
-issue's batch could reach if its host were this fast per operator and the device free.
+issue's batch could reach if its host were this fast per operator and the device free. Teacher and
+student are timed in interleaved rounds (bench/repeat.py): each row is the median and range of
+`repeats` rounds; the operators are counted once, after them.
 
     python -m bench.host        # or: slmrec bench --only host
 """
@@ -17,11 +19,13 @@ issue's batch could reach if its host were this fast per operator and the device
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import llm
+from bench.repeat import interleaved, summary
 from core.stages.llm import user_vectors_in
 from core.train.device import autocast
 
@@ -51,38 +55,59 @@ def _train_step(model, data, params, opt) -> None:
     opt.zero_grad(set_to_none=True)
 
 
-def training(depth: int, data, device) -> dict:
-    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
-    n = 2 * SHAPE.steps * SHAPE.batch
-    rate = llm.timed_training(model, llm.plain_loss(model, data), n, SHAPE, device, PRECISION)
+def training_rate(model, data, device) -> float:
+    """Samples/s of the shared loop, every step timed (bench/repeat.py warms the model up first)."""
+    return llm.timed_training(model, llm.plain_loss(model, data), SHAPE.steps * SHAPE.batch, SHAPE, device,
+                              PRECISION, warm_up=False)
+
+
+def training_ops(model, data) -> int:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, fused=True)  # as on CUDA: one launch for every parameter
     with _OperatorCount() as ops:
         _train_step(model, data, params, opt)
-    ms = 1e3 * SHAPE.batch / rate
-    return {"ms_per_step": ms, "ops_per_step": ops.count, "max_per_s_at_256": 256 / ms * 1e3}
+    return ops.count
+
+
+def inference_rate(model, data, device) -> float:
+    return llm.inference_users_per_s(model, data, SHAPE, device, PRECISION)
 
 
 @torch.no_grad()
-def inference(depth: int, data, device) -> dict:
-    model = llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
-    ms = 1e3 * SHAPE.batch / llm.inference_users_per_s(model, data, SHAPE, device, PRECISION)
+def inference_ops(model, data) -> int:
     vectors, items, targets = user_vectors_in(model, PRECISION), data.inputs[:SHAPE.batch], data.targets[:SHAPE.batch]
     with _OperatorCount() as ops:
         llm.rank_batch(model, vectors, items, targets)
-    return {"ms_per_batch": ms, "ops_per_batch": ops.count, "max_per_s_at_256": 256 / ms * 1e3}
+    return ops.count
 
 
-def run(teacher_depth: int = 30, student_depth: int = 4) -> list[dict]:
-    """The host floor of teacher and student training and inference, on the CPU."""
+# what -> (rate, operator count, unit of one dispatch)
+MEASURES = {"train": (training_rate, training_ops, "step"), "inference": (inference_rate, inference_ops, "batch")}
+
+
+def _row(name: str, depth: int, what: str, rates: list[float], ops: int) -> dict:
+    unit = MEASURES[what][2]
+    ms = summary([1e3 * SHAPE.batch / rate for rate in rates], f"ms_per_{unit}")
+    return {"bench": name, "depth": depth, **ms, f"ops_per_{unit}": ops,
+            "max_per_s_at_256": 256 / ms[f"ms_per_{unit}"] * 1e3}
+
+
+def run(teacher_depth: int = 30, student_depth: int = 4, repeats: int = 3) -> list[dict]:
+    """The host floor of teacher and student training and inference, on the CPU: teacher and student
+    interleaved over `repeats` rounds, each row their median and range."""
     device = torch.device("cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: a GPU run's host drives the device from one thread
     try:
-        data = llm.examples(SHAPE, (2 * SHAPE.steps + 2) * SHAPE.batch, device)  # inference: 2 warm-up batches more
-        rows = [{"bench": f"host_{role}_{what}", "depth": depth, **measure(depth, data, device)}
-                for what, measure in (("train", training), ("inference", inference))
-                for role, depth in (("teacher", teacher_depth), ("student", student_depth))]
+        data = llm.examples(SHAPE, 2 * SHAPE.steps * SHAPE.batch, device)  # inference: 2 x the training steps
+        cases = [(f"host_{role}_{what}", depth, what) for what in MEASURES
+                 for role, depth in (("teacher", teacher_depth), ("student", student_depth))]
+        models = {name: llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
+                  for name, depth, _ in cases}
+        rates = interleaved({name: partial(MEASURES[what][0], models[name], data, device)
+                             for name, _, what in cases}, repeats)
+        rows = [_row(name, depth, what, rates[name], MEASURES[what][1](models[name], data))
+                for name, depth, what in cases]
     finally:
         torch.set_num_threads(threads)
     for row in rows:

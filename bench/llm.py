@@ -2,19 +2,22 @@
 
 Measured through the real code paths: `core.train.loop.train` for training (AdamW, schedule,
 clipping, autocast) and `core.eval.evaluate`'s ranking for inference, so any speed-up in those
-paths shows here. Each measurement runs a warm-up interval, then a timed interval.
+paths shows here. Teacher and student are built once; every measurement is warmed up once, then
+repeated in interleaved rounds (bench/repeat.py), and each row gives the median and range.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from statistics import median
 
 import torch
 
+from bench.repeat import interleaved, ratio, summary
 from core.config import BackboneConfig, DistillConfig, RunSpec, TrainConfig
 from core.eval.ranking import full_ranks
-from core.models.backbone import Backbone, backbone_of
+from core.models.backbone import Backbone, decoder_from_model
 from core.models.llmrec import LLMRec
 from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
@@ -33,7 +36,7 @@ class Shape:
     items: int = 50  # items per sample
     prompt_tokens: int = 30
     n_items: int = 1682
-    steps: int = 5  # timed optimizer steps (after as many warm-up steps)
+    steps: int = 5  # timed optimizer steps per repetition
     eval_batch: int = 0  # users per inference batch and teacher-cache batch (0: the training batch)
 
     @property
@@ -46,9 +49,8 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
     """A SmolLM2-shaped decoder (or `dims`, a variant of SMOLLM2_SHAPE) with seeded random weights,
     first `depth` layers kept, its weights in the dtype a stage would load them in on this device."""
     model = build_tiny_llama(num_layers=layers, **(dims or SMOLLM2_SHAPE))
-    return backbone_of(model, tiny_tokenizer(), "bench", range(depth), layers,
-                       BackboneConfig(base="bench", depth=depth, training=training), device,
-                       frozen_weights_dtype(torch.device(device), precision, training))
+    return decoder_from_model(model, tiny_tokenizer(), "bench", BackboneConfig(base="bench", depth=depth, training=training),
+                              device, frozen_weights_dtype(torch.device(device), precision, training))
 
 
 def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,
@@ -59,7 +61,7 @@ def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = 
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
     backbone = random_backbone(depth, device, training=training, dims=dims, precision=precision)
     if compiled:
-        backbone.compile_layers()  # as core.stages.llm.build_model does under train.compile
+        backbone.compile_stack()  # as core.stages.llm.build_model does under train.compile
     return LLMRec(backbone, table, prompt, adapters).to(device)
 
 
@@ -78,11 +80,14 @@ def plain_loss(model: LLMRec, data: Examples):
     return lambda idx: (model.loss(data.inputs[idx], data.targets[idx]), {})
 
 
-def timed_training(model, loss_fn, n: int, shape: Shape, device, precision: str = "auto") -> float:
-    """Samples/s over the timed interval of the shared loop."""
+def timed_training(model, loss_fn, n: int, shape: Shape, device, precision: str = "auto",
+                   warm_up: bool = True) -> float:
+    """Samples/s over `shape.steps` steps of the shared loop, after as many warm-up steps when `warm_up`
+    (without: every step is timed, for a model bench/repeat.py has warmed up already)."""
     rates: list[float] = []
-    cfg = TrainConfig(epochs=1, batch_size=shape.batch, max_steps=2 * shape.steps, log_every=shape.steps,
-                      checkpoint_every=0, warmup_ratio=0.0, device=str(device), precision=precision)
+    cfg = TrainConfig(epochs=1, batch_size=shape.batch, max_steps=(2 if warm_up else 1) * shape.steps,
+                      log_every=shape.steps, checkpoint_every=0, warmup_ratio=0.0, device=str(device),
+                      precision=precision)
     hooks = loop.Hooks(lambda s, e: 0.0, lambda s: None, lambda s: None, lambda *a: None,
                        lambda step, total, rate: rates.append(rate), lambda: False)
     loop.train(model, loss_fn, n, cfg, device, hooks)
@@ -101,58 +106,86 @@ def rank_batch(model: LLMRec, user_vectors, items: torch.Tensor, targets: torch.
 
 @torch.no_grad()
 def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device, precision: str = "auto") -> float:
-    """Full ranking as evaluation runs it: user vectors in the training precision, scores in fp32."""
+    """Full ranking as evaluation runs it: user vectors in the training precision, scores in fp32.
+    Every batch is timed: warm the model up with one call first (bench/repeat.py does)."""
     model.eval()
     user_vectors = user_vectors_in(model, precision)
-    batches = data.inputs.split(shape.users_per_batch)
-    targets = data.targets.split(shape.users_per_batch)
-    for items, target in zip(batches[:2], targets[:2]):  # warm-up
-        rank_batch(model, user_vectors, items, target)
     _sync(device)
     start = time.perf_counter()
-    for items, target in zip(batches[2:], targets[2:]):
+    for items, target in zip(data.inputs.split(shape.users_per_batch), data.targets.split(shape.users_per_batch)):
         rank_batch(model, user_vectors, items, target)
     _sync(device)
-    return sum(len(b) for b in batches[2:]) / (time.perf_counter() - start)
+    return len(data.inputs) / (time.perf_counter() - start)
+
+
+def _measures(teacher: LLMRec, student: LLMRec, data: Examples, users: Examples, shape: Shape, device,
+              pairs: list[tuple[int, int]], blocks: int) -> dict:
+    """Every measurement of one round, teacher before student (the order bench/repeat.py calls them in)."""
+    n = len(data.targets)
+    t_layers, s_layers = [t for t, _ in pairs], [s for _, s in pairs]
+    spec = RunSpec(kind="student", distill=DistillConfig(blocks=blocks))
+    trainable = [p for p in teacher.parameters() if p.requires_grad]
+    teacher.eval().requires_grad_(False)  # frozen, as the student stage holds it, except while it trains
+    cache: dict[str, torch.Tensor] = {}
+
+    def teacher_train() -> float:
+        for p in trainable:
+            p.requires_grad_(True)
+        try:
+            return timed_training(teacher, plain_loss(teacher, data), n, shape, device, warm_up=False)
+        finally:
+            teacher.eval().requires_grad_(False)
+
+    def teacher_cache() -> float:  # seconds, not a rate
+        cache.clear()  # the last round's states go before the next are built
+        start = time.perf_counter()
+        cache["states"] = cache_teacher_states(teacher, data.inputs, t_layers, shape.users_per_batch)
+        _sync(device)
+        return time.perf_counter() - start
+
+    def student_train(loss_fn) -> float:
+        return timed_training(student, loss_fn, n, shape, device, warm_up=False)
+
+    return {
+        "teacher_train": teacher_train,
+        "student_train": lambda: student_train(plain_loss(student, data)),
+        "distill_live_teacher": lambda: student_train(
+            make_loss(student, teacher, data, None, t_layers, s_layers, spec)),
+        "teacher_cache": teacher_cache,
+        "distill_cached_teacher": lambda: student_train(
+            make_loss(student, teacher, data, cache["states"], t_layers, s_layers, spec)),
+        "teacher_inference": lambda: inference_users_per_s(teacher, users, shape, device),
+        "student_inference": lambda: inference_users_per_s(student, users, shape, device),
+    }
 
 
 def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: int, blocks: int,
-        compiled: bool = False) -> list[dict]:
-    """Every LLM measurement on one machine, as JSON-able rows (`compiled`: torch.compile the backbones)."""
-    n = 2 * shape.steps * shape.batch
+        compiled: bool = False, repeats: int = 3) -> list[dict]:
+    """Every LLM measurement on one machine, as JSON-able rows (`compiled`: torch.compile the backbones):
+    teacher and student interleaved over `repeats` rounds, each row their median and range."""
+    n = shape.steps * shape.batch
     data = examples(shape, n, device)
+    users = examples(shape, max(n, 4 * shape.users_per_batch), device)  # at least 4 timed batches
     tokens = shape.prompt_tokens + shape.items
-    rows = []
-    teacher = recommender(teacher_depth, shape, device, compiled=compiled)
-    t_rate = timed_training(teacher, plain_loss(teacher, data), n, shape, device)
-    rows.append({"bench": "teacher_train", "depth": teacher_depth, "samples_per_s": t_rate,
-                 "tflops": 6 * layer_params(teacher) * tokens * t_rate / 1e12})
     pairs = block_pairs(teacher_depth, student_depth, blocks)
-    t_layers, s_layers = [t for t, _ in pairs], [s for _, s in pairs]
-    student = recommender(student_depth, shape, device, s_layers[:-1], compiled=compiled)
-    s_rate = timed_training(student, plain_loss(student, data), n, shape, device)
-    rows.append({"bench": "student_train", "depth": student_depth, "samples_per_s": s_rate,
-                 "tflops": 6 * layer_params(student) * tokens * s_rate / 1e12})
-    teacher.eval().requires_grad_(False)
-    spec = RunSpec(kind="student", distill=DistillConfig(blocks=blocks))
-    live = make_loss(student, teacher, data, None, t_layers, s_layers, spec)
-    rows.append({"bench": "distill_live_teacher", "samples_per_s": timed_training(student, live, n, shape, device)})
-    start = time.perf_counter()
-    cache = cache_teacher_states(teacher, data.inputs, t_layers, shape.users_per_batch)
-    cache_s = time.perf_counter() - start
-    cached = make_loss(student, teacher, data, cache, t_layers, s_layers, spec)
-    rows.append({"bench": "distill_cached_teacher", "samples_per_s": timed_training(student, cached, n, shape, device),
-                 "cache_seconds": cache_s})
-    users = examples(shape, max(n, 6 * shape.users_per_batch), device)  # 2 warm-up batches, then at least 4 timed
-    rows.append({"bench": "teacher_inference", "users_per_s": inference_users_per_s(teacher, users, shape, device)})
-    rows.append({"bench": "student_inference", "users_per_s": inference_users_per_s(student, users, shape, device)})
-    by = {r["bench"]: r for r in rows}
-    rows.append({"bench": "ratios",
-                 "train_student_over_teacher": s_rate / t_rate,
-                 "inference_student_over_teacher": by["student_inference"]["users_per_s"]
-                 / by["teacher_inference"]["users_per_s"],
-                 "cached_distill_over_student_train": by["distill_cached_teacher"]["samples_per_s"] / s_rate,
-                 "layer_ratio": teacher_depth / student_depth})
+    teacher = recommender(teacher_depth, shape, device, compiled=compiled)
+    student = recommender(student_depth, shape, device, [s for _, s in pairs][:-1], compiled=compiled)
+    v = interleaved(_measures(teacher, student, data, users, shape, device, pairs, blocks), repeats)
+    rows = [
+        {"bench": "teacher_train", "depth": teacher_depth, **summary(v["teacher_train"], "samples_per_s"),
+         "tflops": 6 * layer_params(teacher) * tokens * median(v["teacher_train"]) / 1e12},
+        {"bench": "student_train", "depth": student_depth, **summary(v["student_train"], "samples_per_s"),
+         "tflops": 6 * layer_params(student) * tokens * median(v["student_train"]) / 1e12},
+        {"bench": "distill_live_teacher", **summary(v["distill_live_teacher"], "samples_per_s")},
+        {"bench": "distill_cached_teacher", **summary(v["distill_cached_teacher"], "samples_per_s"),
+         **summary(v["teacher_cache"], "cache_seconds")},
+        {"bench": "teacher_inference", **summary(v["teacher_inference"], "users_per_s")},
+        {"bench": "student_inference", **summary(v["student_inference"], "users_per_s")},
+        {"bench": "ratios", **ratio(v["student_train"], v["teacher_train"], "train_student_over_teacher"),
+         **ratio(v["student_inference"], v["teacher_inference"], "inference_student_over_teacher"),
+         **ratio(v["distill_cached_teacher"], v["student_train"], "cached_distill_over_student_train"),
+         "layer_ratio": teacher_depth / student_depth, "repeats": repeats},
+    ]
     for r in rows:
         r.update(device=str(device), compiled=compiled, batch=shape.batch, eval_batch=shape.users_per_batch,
                  tokens_per_sample=tokens, peak_mem_mb=peak_memory_mb(device))

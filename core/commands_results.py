@@ -58,15 +58,13 @@ def cmd_compare(args) -> int:
 
 def cmd_bench(args) -> int:
     """Every benchmark in one run (bench/run.py), JSON lines on stdout."""
-    from bench.run import main as bench_main  # noqa: PLC0415
+    from bench.run import run_all  # noqa: PLC0415 - imports torch
 
-    argv = ["--device", args.device] + (["--only", args.only] if args.only else []) + \
-        (["--batch", str(args.batch)] if args.batch else [])
-    return bench_main(argv)
+    return run_all(args)
 
 
 def add_parsers(sub) -> None:
-    """Register `reproduce` and `compare` on the top-level subparsers."""
+    """Register `reproduce`, `compare` and `bench` on the top-level subparsers."""
     p = sub.add_parser("reproduce", help="the paper's comparison table on our data, as Markdown + CSV")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--preset", default="cpu", help="cpu | paper | tiny")
@@ -87,8 +85,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_compare)
 
-    p = sub.add_parser("bench", help="throughput benchmarks, one JSON object per line")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--only", choices=["llm", "store", "data", "app"])
-    p.add_argument("--batch", type=int)
+    from bench import run as bench_run  # noqa: PLC0415 - its options, defined once for both commands
+
+    p = sub.add_parser("bench", help="throughput benchmarks, one JSON object per line",
+                       description=bench_run.__doc__)
+    bench_run.add_arguments(p)
     p.set_defaults(handler=cmd_bench)

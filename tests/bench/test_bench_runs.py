@@ -1,9 +1,15 @@
 """The benchmarks run end to end at toy sizes (their numbers are not asserted: no timed tests)."""
 
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from bench import llm
+from bench import llm, repeat
 
 
 def test_llm_benchmark_produces_every_row(monkeypatch):
@@ -16,7 +22,95 @@ def test_llm_benchmark_produces_every_row(monkeypatch):
     assert names == ["teacher_train", "student_train", "distill_live_teacher", "distill_cached_teacher",
                      "teacher_inference", "student_inference", "ratios"]
     assert all(r.get("samples_per_s", 1) > 0 and r.get("users_per_s", 1) > 0 for r in rows)
-    assert {(r["batch"], r["eval_batch"]) for r in rows} == {(2, 3)}
+    assert {(r["batch"], r["eval_batch"], r["repeats"]) for r in rows} == {(2, 3, 3)}
+    for r in rows[:-1]:  # each a median within its range over the default 3 interleaved rounds
+        key = "samples_per_s" if "samples_per_s" in r else "users_per_s"
+        low, high = r[f"{key}_range"]
+        assert 0 < low <= r[key] <= high
+    by = {r["bench"]: r for r in rows}
+    assert by["distill_cached_teacher"]["cache_seconds"] > 0
+    ratios = by["ratios"]
+    assert ratios["train_student_over_teacher"] == pytest.approx(
+        by["student_train"]["samples_per_s"] / by["teacher_train"]["samples_per_s"])
+    low, high = ratios["inference_student_over_teacher_paired_range"]
+    assert low <= ratios["inference_student_over_teacher_paired"] <= high
+
+
+def test_interleaved_warms_up_once_then_alternates_teacher_and_student():
+    calls = []
+
+    def fake(name, values):
+        values = iter(values)
+        return lambda: calls.append(name) or next(values)
+
+    measured = repeat.interleaved({"teacher": fake("teacher", [99.0, 4.0, 1.0, 3.0]),
+                                   "student": fake("student", [1.0, 40.0, 20.0, 9.0])}, repeats=3)
+    assert calls == ["teacher", "student"] * 4  # one warm-up round (dropped), then three
+    assert measured == {"teacher": [4.0, 1.0, 3.0], "student": [40.0, 20.0, 9.0]}
+    assert repeat.summary(measured["teacher"], "rate") == {"rate": 3.0, "rate_range": [1.0, 4.0], "repeats": 3}
+    ratios = repeat.ratio(measured["student"], measured["teacher"], "speed_up")
+    assert ratios["speed_up"] == pytest.approx(20.0 / 3.0)  # the ratio of the medians
+    assert ratios["speed_up_paired"] == pytest.approx(10.0)  # per round: 10, 20, 3
+    assert ratios["speed_up_paired_range"] == pytest.approx([3.0, 20.0])
+    with pytest.raises(ValueError, match="repeats"):
+        repeat.interleaved({"teacher": lambda: 1.0}, repeats=0)
+
+
+def _bench_subparser():
+    from core.commands import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["bench"]
+
+
+def test_slmrec_bench_accepts_exactly_the_options_of_bench_run():
+    from bench import run
+
+    own = run.add_arguments(argparse.ArgumentParser())
+    options = [a for a in own._actions if a.option_strings and a.dest != "help"]
+    assert {"--only", "--compile", "--eval-batch", "--repeats"} <= {a.option_strings[0] for a in options}
+    assert set(_bench_subparser()._option_string_actions) == set(own._option_string_actions)
+    from core.commands import build_parser
+
+    for action in options:
+        for value in action.choices or ["2"]:
+            argv = [action.option_strings[0], value]
+            expected = vars(own.parse_args(argv))
+            parsed = vars(build_parser().parse_args(["bench", *argv]))
+            assert {k: parsed[k] for k in expected} == expected, argv
+    assert build_parser().parse_args(["bench", "--only", "host"]).only == "host"
+    assert build_parser().parse_args(["bench", "--only", "pipeline"]).only == "pipeline"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--repeats", "0"])
+
+
+def test_slmrec_bench_help_lists_every_option_without_importing_torch():
+    root = Path(__file__).resolve().parents[2]
+    code = "from core.cli import main; main(['bench', '--only', 'host', '--help'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    for option in ("--device", "--only", "--batch", "--eval-batch", "--compile", "--repeats", "median"):
+        assert option in out.stdout
+    check = "import sys; from core.commands import build_parser; build_parser(); assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", check], cwd=root).returncode == 0
+
+
+def test_slmrec_bench_runs_what_it_parsed_and_names_the_machine(monkeypatch, capsys):
+    from bench import host
+    from core.cli import main
+
+    seen = {}
+
+    def fake_run(repeats):
+        seen["repeats"] = repeats
+        return [{"bench": "fake"}]
+
+    monkeypatch.setattr(host, "run", fake_run)
+    assert main(["bench", "--device", "cpu", "--only", "host", "--repeats", "5"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert seen == {"repeats": 5} and [r["bench"] for r in rows] == ["environment", "fake"]
+    env = rows[0]
+    assert env["device"] == "cpu" and env["cores"] >= 1 and env["cpu"] and env["repeats"] == 5
 
 
 def test_pipeline_benchmark_plans_the_cpu_quick_chain(tmp_path):
@@ -50,13 +144,15 @@ def test_host_benchmark_counts_operators_per_step(monkeypatch):
         torch.ones(3).add(1).sum()
     assert ops.count == 3
     monkeypatch.setattr(host, "SHAPE", llm.Shape(batch=2, steps=1))
-    rows = {r["bench"]: r for r in host.run(teacher_depth=3, student_depth=1)}
+    rows = {r["bench"]: r for r in host.run(teacher_depth=3, student_depth=1, repeats=2)}
     assert list(rows) == ["host_teacher_train", "host_student_train", "host_teacher_inference",
                           "host_student_inference"]
     train, infer = rows["host_teacher_train"], rows["host_teacher_inference"]
     assert train["ops_per_step"] > rows["host_student_train"]["ops_per_step"] > infer["ops_per_batch"]
     assert infer["ops_per_batch"] > rows["host_student_inference"]["ops_per_batch"] > 0
-    assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])
+    assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])  # of the median
+    low, high = infer["ms_per_batch_range"]
+    assert low <= infer["ms_per_batch"] <= high and infer["repeats"] == train["repeats"] == 2
 
 
 def test_pipeline_benchmark_reports_the_test_metrics_of_llm_stages():

@@ -1,0 +1,39 @@
+"""Interleaved repetitions: how the benchmarks hold on a busy machine.
+
+A shared machine's speed drifts by tens of percent within minutes, so a teacher measured first and
+a student measured a minute later can differ by the drift alone. Here every measurement is called
+once to warm up (its result dropped), then all of them once per round, round after round (teacher,
+student, teacher, student, ...), so a slow minute slows both alike. Each is reported as the median
+of its rounds with their range, and a ratio also as the median of its per-round ratios.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Callable
+
+
+def interleaved(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """One warm-up call of every measurement, then `repeats` rounds calling each once, in dict order."""
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1, got {repeats}")
+    for measure in measures.values():  # compilation, allocation, caches: the first call is not timed
+        measure()
+    values: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(repeats):
+        for name, measure in measures.items():
+            values[name].append(measure())
+    return values
+
+
+def summary(values: list[float], key: str) -> dict:
+    """`key`: the median of `values`; `key_range`: [min, max]; `repeats`: how many."""
+    return {key: median(values), f"{key}_range": [min(values), max(values)], "repeats": len(values)}
+
+
+def ratio(numerators: list[float], denominators: list[float], key: str) -> dict:
+    """`key`: the ratio of the medians; `key_paired`: the median of the per-round ratios;
+    `key_paired_range`: their [min, max]."""
+    paired = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return {key: median(numerators) / median(denominators), f"{key}_paired": median(paired),
+            f"{key}_paired_range": [min(paired), max(paired)]}
