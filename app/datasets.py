@@ -26,6 +26,25 @@ MAX_NAMED_MB = 1024  # a file path typed on the Data page; larger files go in a 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+VERSION_HELP = ("A run prepares the raw file with its data settings (k-core filter, minimum rating, maximum users, "
+                "sampled negatives, seed): it filters, numbers users and items, splits each sequence into train, "
+                "validation and test, and draws the sampled protocol's negatives. Each distinct set of those "
+                "settings is one prepared version, cached under data/prepared/<key>/ (key: a hash of the "
+                "settings), so runs with the same data settings share it.")
+
+
+def repeats_note(stats: dict) -> str | None:
+    """What repeated sampled candidates mean, and the Launch form field that avoids them (None: no repeats)."""
+    candidates = stats.get("candidates", {})
+    repeats = candidates.get("users_with_repeats", {})
+    if not any(repeats.values()):
+        return None
+    return (f"data.n_negatives is {candidates.get('n_negatives')} but {max(repeats.values())} users have fewer "
+            f"unseen items than that among the {stats.get('items')} items; their sampled candidate rows repeat "
+            "items, which makes their sampled metrics pessimistic (full ranking is unaffected). Lower **Sampled "
+            "negatives per user** on the Launch form (e.g. 99), or read the full-ranking metrics.")
+
+
 def list_datasets(paths: Paths) -> list[str]:
     """Folder names under data/raw/ that hold at least one recognised interaction file."""
     if not paths.raw.is_dir():

@@ -24,7 +24,11 @@ with st.expander("Add a dataset"):
                     "`.inter`, MovieLens `u.data` / `ratings.dat`, Amazon review JSON lines.")
         name = st.text_input("Dataset name (folder under data/raw/)", key="data_upload_name")
         upload = st.file_uploader("Interaction file", key="data_upload_file", max_upload_size=datasets.MAX_UPLOAD_MB)
-        if st.form_submit_button("Add", icon=":material/upload:") and upload is not None:
+        added = st.form_submit_button("Add", icon=":material/upload:")
+        if added and upload is None:
+            st.warning("No file chosen: pick an interaction file above (Browse files), then press Add.",
+                       icon=":material/upload_file:")
+        elif added:
             try:
                 saved = datasets.save_upload(paths, name.strip(), upload.name, upload.getvalue())
                 st.session_state["shared_dataset"] = name.strip()
@@ -33,7 +37,10 @@ with st.expander("Add a dataset"):
                 st.error(str(exc))
     with st.form("data_path"):
         path = st.text_input("…or a file path inside data/ (e.g. raw/mine/ratings.csv)", key="data_path_text")
-        if st.form_submit_button("Use this file", icon=":material/folder_open:") and path.strip():
+        use = st.form_submit_button("Use this file", icon=":material/folder_open:")
+        if use and not path.strip():
+            st.warning("No path given: type a file path inside data/, then press Use this file.")
+        elif use:
             try:
                 datasets.locate_named(paths, path.strip())
                 extra = st.session_state.setdefault("shared_extra_datasets", [])
@@ -65,7 +72,7 @@ if not versions:
     st.caption("Not prepared yet: these are the raw file's numbers. A run prepares it (filters, remaps, fixes the "
                "evaluation negatives), after which the prepared version and its item titles show here.")
 key = st.selectbox("Version", list(choices), format_func=choices.get, key="data_version",
-                   index=1 if versions else 0)
+                   index=1 if versions else 0, help=datasets.VERSION_HELP)
 st.caption(f"File: `{source.relative_to(paths.data_root.resolve()) if source.is_absolute() else source}`")
 try:
     info = describe(str(paths.root), dataset, source.stat().st_mtime, key)
@@ -81,7 +88,7 @@ cols[2].metric("Interactions", f"{s['interactions']:,}")
 cols[3].metric("Density", f"{100 * s['density']:.2f}%")
 cols[4].metric("Sequence length", f"{s['seq_len_median']:.0f}", help=f"median; mean {s['seq_len_mean']:.1f}, "
                f"min {s['seq_len_min']}, max {s['seq_len_max']}")
-note = next((v["stats"].get("candidates", {}).get("note") for v in versions if v["key"] == key), None)
+note = next((datasets.repeats_note(v["stats"]) for v in versions if v["key"] == key), None)
 if note:  # the sampled protocol repeats items for some users of this version
     st.info(note, icon=":material/info:")
 hist = info["histogram"]

@@ -124,3 +124,17 @@ def test_data_page_says_when_sampled_rows_repeat_items(fresh, open_page):
     assert app.selectbox(key="data_version").index == 1  # the newest prepared version, shown by default
     notes = [i.value for i in app.info if "data.n_negatives is 99 but 60 users" in i.value]
     assert notes, "the prepared version with 99 negatives over 30 items shows the repeats note"
+    assert "--spec" not in notes[0] and "Sampled negatives per user** on the Launch form" in notes[0]
+    assert "prepared version" in app.selectbox(key="data_version").help
+
+
+def test_data_page_says_when_add_has_no_file(fresh, open_page):
+    root, _ = fresh
+    app = open_page("data")
+    app.text_input(key="data_upload_name").set_value("mine")
+    next(b for b in app.button if b.label == "Add").click().run()
+    _no_errors(app)
+    assert any("No file chosen" in w.value for w in app.warning)
+    next(b for b in app.button if b.label == "Use this file").click().run()
+    assert any("No path given" in w.value for w in app.warning)
+    assert not (root / "data" / "raw" / "mine").exists()
