@@ -36,6 +36,7 @@ OPTIONS = [
     ("--teacher", "distill", "teacher_run", str), ("--blocks", "distill", "blocks", int),
     ("--lambda-cos", "distill", "lambda_cos", float), ("--lambda-norm", "distill", "lambda_norm", float),
     ("--lambda-sup", "distill", "lambda_sup", float), ("--teacher-states", "distill", "teacher_states", str),
+    ("--cache-budget-gb", "distill", "cache_budget_gb", float),
     ("--run", "analysis", "run", str), ("--against", "analysis", "against", str),
     ("--users", "analysis", "users", int),
     ("--sasrec-run", None, "sasrec_run", str), ("--name", None, "name", str),

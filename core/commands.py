@@ -136,7 +136,7 @@ def _report_run(paths: Paths, run_ids: list[str], as_json: bool) -> int:
 # the teacher keeps no student or analysis options (so changing only the student reuses the
 # teacher), the student no teacher depth or analysis options, the analysis no depths and no
 # process count (it runs in one process).
-_DISTILL_OPTIONS = ("blocks", "lambda_cos", "lambda_norm", "lambda_sup", "teacher_states")
+_DISTILL_OPTIONS = ("blocks", "lambda_cos", "lambda_norm", "lambda_sup", "teacher_states", "cache_budget_gb")
 _ANALYSIS_OPTIONS = ("users",)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -121,6 +122,11 @@ class DistillConfig:
     lambda_sup: float = 1.0
     teacher_states: str = "cached"  # cached | live
     init_maps_from_teacher: bool = False
+    # GB of device memory the bf16 teacher-state cache may take; larger caches go to pinned host
+    # memory, or the teacher runs live (core/train/teacher_cache.py). 0: auto, half the free device
+    # memory (half the available RAM on CPU). Where the cache lives changes speed, not results, so
+    # it is outside settings_hash.
+    cache_budget_gb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,7 @@ def settings_hash(spec: RunSpec) -> str:
         payload.pop("depths")
     payload["train"].pop("nproc_per_node")  # how many processes train it, not what is trained
     payload["train"].pop("eval_batch_size")  # users per no-grad batch: speed, not ranks
+    payload["distill"].pop("cache_budget_gb")  # where the teacher states are kept: speed, not results
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -288,6 +295,10 @@ def _validate_distill(spec: RunSpec) -> None:
     _check(k.blocks >= 1, f"distill.blocks: expected >= 1, got {k.blocks}")
     _check(k.teacher_states in ("cached", "live"),
            f"distill.teacher_states: expected 'cached' or 'live', got '{k.teacher_states}'")
+    budget = k.cache_budget_gb
+    _check(isinstance(budget, (int, float)) and not isinstance(budget, bool) and math.isfinite(budget) and budget >= 0,
+           f"distill.cache_budget_gb: expected a number of GB >= 0 (0: auto, half the free device memory), "
+           f"got {budget!r}")
 
 
 def check_blocks(teacher_depth: int, student_depth: int, blocks: int) -> None:

@@ -4,8 +4,10 @@ The student is the same recommender over the first N layers (or N evenly spaced 
 pretrained LLM, with fresh LoRA and maps (optionally maps copied from the teacher), plus one
 adapter per intermediate block boundary. The teacher's aligned last-position states are either
 cached once for the whole training set ("cached": valid because the frozen teacher in eval mode is
-deterministic) or computed every step ("live"); both give the same loss. With lambda_cos and
-lambda_norm at 0 no teacher is needed, and with all three lambdas at 0 this is plain E4SRec_N.
+deterministic; stored in bf16 on the device, in pinned host memory or, where neither has room, run
+live, see core/train/teacher_cache.py) or computed every step ("live"); both give the same loss to
+bf16 rounding. With lambda_cos and lambda_norm at 0 no teacher is needed, and with all three lambdas
+at 0 this is plain E4SRec_N.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from core.stages.llm import (StageError, build_model, evaluate, examples, finish
 from core.stages.common import fit
 from core.train.device import autocast, seed_everything
 from core.train.distill import block_pairs, slmrec_loss
+from core.train.teacher_cache import TeacherCache, build_cache
 
 
-@torch.no_grad()
-def cache_teacher_states(teacher, inputs: torch.Tensor, layers: list[int], batch_size: int) -> torch.Tensor:
-    """(n, K, H) float32 teacher states at `layers` for every training example."""
-    parts = [torch.stack(teacher.last_states(inputs[i:i + batch_size], layers), dim=1).float()
-             for i in range(0, len(inputs), batch_size)]
-    return torch.cat(parts)
+def cache_teacher_states(teacher, inputs: torch.Tensor, layers: list[int], batch_size: int,
+                         budget_gb: float = 0.0, local_processes: int = 1) -> TeacherCache:
+    """Teacher states at `layers` for every training example, in bf16 on the device, in pinned host
+    memory or (fitting neither budget) run live each step; `budget_gb` 0: auto (teacher_cache.py)."""
+    return build_cache(teacher, inputs, layers, batch_size, budget_gb, local_processes)
 
 
 def _teacher(ctx: RunContext, spec: RunSpec):
@@ -62,11 +64,14 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
         model.input_map.load_state_dict(teacher.input_map.state_dict())
         model.score_head.load_state_dict(teacher.score_head.state_dict())
     data = examples(spec, prepared, ctx.device)
-    cached = None
+    cached, cache_info = None, {}
     if teacher is not None and spec.distill.teacher_states == "cached":
         ctx.set_state(phase="cache teacher")
         with torch.no_grad(), autocast(ctx.device, spec.train.precision):  # as the live teacher would run
-            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, eval_batch(spec.train, ctx.device.type))
+            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, eval_batch(spec.train, ctx.device.type),
+                                          spec.distill.cache_budget_gb, ctx.dist.local_world_size)
+        ctx.log(cached.plan.describe())
+        cache_info = {"teacher_cache": cached.plan.manifest()}
     ctx.log(f"student: {model.num_layers} layers, blocks {pairs} (teacher layer, student layer), "
             f"{len(data)} examples, teacher states {spec.distill.teacher_states if teacher else 'none'}, "
             f"{parameter_counts(model)}")
@@ -74,7 +79,7 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
     result = fit(ctx, spec, model, loss_fn, len(data), lambda: evaluate(model, spec, prepared, "valid", ctx.dist),
                  "student",
                  {"role": "student", "adapter_layers": student_layers[:-1], "block_pairs": pairs,
-                  "layer_indices": list(model.backbone.layer_indices)})
+                  "layer_indices": list(model.backbone.layer_indices), **cache_info})  # kept by finish
     return finish(ctx, spec, model, prepared, result, "student",
                   {"role": "student", "adapter_layers": student_layers[:-1], "block_pairs": pairs,
                    "teacher_run": spec.distill.teacher_run})
@@ -91,8 +96,8 @@ def make_loss(model, teacher, data, cached, teacher_layers, student_layers, spec
         block_scores = [model.scores(v) for v in model.adapter_vectors(states[:-2])]
         if teacher is None:
             return slmrec_loss(ce, [], [], block_scores, targets, spec.distill)
-        if cached is not None:
-            teacher_states = list(cached[indices].unbind(dim=1))
+        if cached is not None:  # bf16, from the device, host memory or the teacher (by the cache's plan)
+            teacher_states = cached.states(items, indices)
         else:
             with torch.no_grad():
                 teacher_states = teacher.last_states(items, teacher_layers)
