@@ -8,9 +8,11 @@ write SQL themselves. "Final" results are a run's rows at its last evaluated ste
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
-from app import stats
+from app import labels, stats
 from app.context import Store
 
 METRIC_ORDER = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
@@ -46,26 +48,15 @@ ORDER BY r.created_at DESC, r.run_id DESC
 
 
 def runs(store: Store) -> pd.DataFrame:
-    """Every run, newest first, with a readable `label`."""
+    """Every run, newest first, with its `label` (app/labels.py) and `preset` (a core preset or '')."""
     def compute() -> pd.DataFrame:
         frame = store.df(RUNS_SQL)
-        frame["label"] = [run_label(row) for row in frame.itertuples()]
+        rows = frame.to_dict("records")
+        specs = [json.loads(row["spec"]) if isinstance(row["spec"], str) and row["spec"] else {} for row in rows]
+        frame["label"] = [labels.run_label({**row, "spec": spec}) for row, spec in zip(rows, specs)]
+        frame["preset"] = [labels.preset_of(spec) or "" for spec in specs]
         return frame
     return store.cached(("runs",), ["runs"], compute)
-
-
-def run_label(row) -> str:
-    """e.g. 'student 4←8 · 07:03:35 · 824faf' (the name, when the run has one, replaces the kind)."""
-    what = row.kind
-    if row.kind == "teacher" and pd.notna(row.teacher_depth):
-        what += f" L{int(row.teacher_depth)}"
-    if row.kind == "student" and pd.notna(row.student_depth):
-        teacher = int(row.teacher_depth) if pd.notna(row.teacher_depth) else "?"
-        what += f" {int(row.student_depth)}←{teacher}"
-    if row.name:
-        what += f" “{row.name}”"
-    when = pd.Timestamp(row.created_at).strftime("%m-%d %H:%M:%S") if pd.notna(row.created_at) else ""
-    return f"{what} · {when} · {row.run_id[-6:]}"
 
 
 def seed_groups(store: Store) -> pd.DataFrame:

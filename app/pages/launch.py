@@ -4,7 +4,7 @@ from dataclasses import asdict, fields
 
 import streamlit as st
 
-from app import context, datasets, labels, launch, queries, widgets
+from app import context, datasets, labels, launch, links, queries, widgets
 from core.config import ConfigError, apply_preset, depth_warning, valid_blocks
 from core.data.errors import DataError
 
@@ -33,6 +33,9 @@ def load_preset() -> None:
 
 if any(key not in st.session_state for key in KEYS.values()):
     load_preset()
+cloned = links.apply_clone(KEYS, {"dataset": names, "base": bases})  # "Clone into Launch" on Runs
+if cloned:
+    st.info(cloned, icon=":material/content_copy:")
 st.segmented_control("Preset", list(launch.CHOICES), key=KEYS["preset"], required=True, on_change=load_preset, **KEEP)
 if "smollm2" not in bases:
     st.warning("SmolLM2-135M is not on this machine: run `slmrec fetch` (the tiny random model still works).")
