@@ -6,8 +6,6 @@ embeddings, l = 1..L the residual stream after decoder layer l.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -43,13 +41,19 @@ def _layer_ticks(fig: go.Figure, axis: str, values) -> None:
     update(dtick=1 if count <= 16 else None, tickformat="d")
 
 
-def similarity_heatmap(rows: pd.DataFrame, title: str, zmax: float | None = 1.0,
+MEASURE_NAMES = {"cka": "CKA", "cosine": "cosine", "angular": "angular distance",
+                 "block_influence": "block influence"}
+
+
+def similarity_heatmap(rows: pd.DataFrame, title: str, measure: str, zmax: float | None = 1.0,
                        pairs: list[tuple[int, int]] | None = None, pair_name: str = "aligned blocks") -> go.Figure:
-    """A heatmap of value over (a_layer rows, b_layer columns); `pairs` (a, b) marked with squares."""
+    """A heatmap of `measure` over (a_layer rows, b_layer columns); `pairs` (a, b) marked with squares."""
     grid = rows.pivot_table(index="a_layer", columns="b_layer", values="value")
+    name = MEASURE_NAMES.get(measure, measure)
     fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns, y=grid.index, zmin=0, zmax=zmax,
-                               colorscale="Viridis", colorbar=dict(title="value"),
-                               hovertemplate="a layer %{y}<br>b layer %{x}<br>%{z:.3f}<extra></extra>"))
+                               colorscale="Viridis", colorbar=dict(title=name),
+                               hovertemplate="a layer %{y}<br>b layer %{x}<br>" + name
+                                             + " %{z:.3f}<extra></extra>"))
     if pairs:
         fig.add_trace(go.Scatter(x=[b for _, b in pairs], y=[a for a, _ in pairs], mode="markers", name=pair_name,
                                  marker=dict(symbol="square-open", size=22, color="red", line=dict(width=3))))
@@ -95,9 +99,11 @@ def readout_curves(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.
 
 
 def depth_sweep(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Figure:
-    """Final metric of teacher runs by depth (mean over runs, points for each run), per dataset."""
-    mean = rows.groupby(["dataset", "depth"], as_index=False)["value"].mean().sort_values("depth")
-    fig = px.line(mean, x="depth", y="value", color="dataset", markers=True, labels={"value": metric})
+    """Final metric of teacher runs by depth, one line per group of comparable teachers (`group_label`:
+    app/layers.py sweep_groups; the mean where a group has several runs at one depth), a point per run."""
+    mean = rows.groupby(["group_label", "depth"], as_index=False)["value"].mean().sort_values("depth")
+    fig = px.line(mean, x="depth", y="value", color="group_label", markers=True,
+                  labels={"value": metric, "group_label": "teachers"})
     fig.add_trace(go.Scatter(x=rows["depth"], y=rows["value"], mode="markers", name="runs", text=rows["label"],
                              marker=dict(color="rgba(0,0,0,0.35)", size=7),
                              hovertemplate="%{text}<br>depth %{x}<br>%{y:.4f}<extra></extra>"))
@@ -105,19 +111,33 @@ def depth_sweep(rows: pd.DataFrame, metric: str, sasrec: float | None) -> go.Fig
         fig.add_hline(y=sasrec, line_dash="dash", line_color="grey", annotation_text=f"SASRec {sasrec:.4f}")
     depths = sorted(set(rows["depth"].dropna().astype(int)))
     fig.update_xaxes(title="LLM layers kept (teacher depth)", type="log", tickvals=depths, ticktext=depths)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return _layout(fig, f"{metric} by depth")
 
 
+def wrap_label(label: str) -> str:
+    """A run label on several lines (one per ' · ' part, two parts a line) for an axis tick."""
+    parts = label.split(" · ")
+    return "<br>".join(" · ".join(parts[i:i + 2]) for i in range(0, len(parts), 2))
+
+
 def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
-    """Bars of a metric per run or seed group (mean), one panel per protocol, with 95% bootstrap intervals."""
-    frame = table.assign(plus=table["ci_high"] - table["value"], minus=table["value"] - table["ci_low"])
+    """Bars of a metric per run or seed group (mean), one panel per protocol (full, then sampled), with 95%
+    bootstrap intervals; each bar's label under it."""
+    frame = table.assign(plus=table["ci_high"] - table["value"], minus=table["value"] - table["ci_low"],
+                         run=table["label"].map(wrap_label))
     hover = [c for c in ("seeds", "std", "users") if c in frame.columns]  # std: over seeds
-    fig = px.bar(frame, x="label", y="value", color="label", facet_col="protocol", error_y="plus",
-                 error_y_minus="minus", labels={"value": metric, "label": ""}, hover_data=hover)
+    order = [p for p in ("full", "sampled") if p in set(frame["protocol"])]
+    order += sorted(set(frame["protocol"]) - set(order))
+    fig = px.bar(frame, x="run", y="value", color="label", facet_col="protocol", error_y="plus",
+                 error_y_minus="minus", labels={"value": metric, "run": ""}, hover_data=hover,
+                 category_orders={"protocol": order, "run": list(dict.fromkeys(frame["run"]))},
+                 facet_col_spacing=0.1)
     fig.update_yaxes(matches=None, showticklabels=True)
-    fig.update_xaxes(showticklabels=False)
+    fig.update_xaxes(showticklabels=True, tickangle=0, automargin=True)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1] + " ranking"))
-    return _layout(fig, f"{metric} with 95% bootstrap intervals (test users)")
+    fig.update_layout(showlegend=False)  # each bar is named under it
+    return _layout(fig, f"{metric} with 95% bootstrap intervals (test users)", height=HEIGHT + 60 * len(order))
 
 
 def parallel_coordinates(frame: pd.DataFrame, dims: list[str], target: str) -> go.Figure:
@@ -125,32 +145,38 @@ def parallel_coordinates(frame: pd.DataFrame, dims: list[str], target: str) -> g
     dimensions = [dict(label=d, values=frame[d]) for d in dims + [target]]
     fig = go.Figure(go.Parcoords(line=dict(color=frame[target], colorscale="Viridis", showscale=True),
                                  dimensions=dimensions))
-    _layout(fig, f"Settings against {target}", height=440)
+    _layout(fig, f"Settings against {target} ({len(frame)} picked runs)", height=440)
     fig.update_layout(margin=dict(l=60, r=40, t=110, b=30))
     return fig
 
 
 def tradeoff(frame: pd.DataFrame, metric: str) -> go.Figure:
-    """Two panels: inference parameters and measured inference time against the metric."""
+    """Two panels: inference parameters and measured inference time against the metric.
+
+    Each run (or seed group) is one colour, named in the legend below the panels, so no text sits
+    on the points to overlap another's or run past the plot's edge.
+    """
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("inference parameters", "inference time (s)"))
-    error = dict(type="data", symmetric=False, array=frame["ci_high"] - frame["value"],
-                 arrayminus=frame["value"] - frame["ci_low"], color="#1f4e9c")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("inference parameters", "inference time (s)"),
+                        horizontal_spacing=0.1)
+    colors = px.colors.qualitative.Plotly
+    for i, row in enumerate(frame.to_dict("records")):
+        error = dict(type="data", symmetric=False, array=[row["ci_high"] - row["value"]],
+                     arrayminus=[row["value"] - row["ci_low"]])
+        for col, x in ((1, "inference_params"), (2, "inference_s")):
+            fig.add_trace(go.Scatter(x=[row[x]], y=[row["value"]], mode="markers", error_y=error,
+                                     name=f"{row['short']} · {row['label']}", legendgroup=row["label"],
+                                     showlegend=col == 1, marker=dict(size=11, color=colors[i % len(colors)]),
+                                     hovertemplate=f"{row['label']}<br>%{{x}}<br>{metric} %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
     for col, x in ((1, "inference_params"), (2, "inference_s")):
-        fig.add_trace(go.Scatter(x=frame[x], y=frame["value"], mode="markers+text", text=frame["short"],
-                                 textposition="middle right", error_y=error, showlegend=False,
-                                 customdata=frame["label"], cliponaxis=False,
-                                 marker=dict(size=10, color="#1f4e9c"),
-                                 hovertemplate="%{customdata}<br>%{x}<br>" + metric + " %{y:.4f}<extra></extra>"),
-                      row=1, col=col)
         low, high = frame[x].min(), frame[x].max()
         if low > 0 and high / low > 20:  # a log axis only where the values span orders of magnitude
-            fig.update_xaxes(type="log", range=[math.log10(low / 1.5), math.log10(high * 3)], row=1, col=col)
-        elif high > 0:
-            fig.update_xaxes(range=[0, high * 1.35], row=1, col=col)
+            fig.update_xaxes(type="log", row=1, col=col)
     fig.update_yaxes(title=metric, row=1, col=1)
-    return _layout(fig, f"Cost against {metric} (test, full ranking)")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+    return _layout(fig, f"Cost against {metric} (test, full ranking)", height=HEIGHT + 24 * len(frame))
 
 
 def histogram(counts: pd.DataFrame, x: str, title: str, x_title: str) -> go.Figure:

@@ -65,8 +65,8 @@ def budget(spec: dict) -> str:
         return preset
     kind, train = spec.get("kind"), spec.get("train", {})
     parts = []
-    if kind in ("sasrec", "teacher", "student"):
-        epochs = spec.get("sasrec", {}).get("epochs") if kind == "sasrec" else train.get("epochs")
+    epochs = spec.get("sasrec", {}).get("epochs") if kind == "sasrec" else train.get("epochs")
+    if kind in ("sasrec", "teacher", "student") and epochs:
         parts.append(f"{epochs} ep" + (f" ≤{train['max_steps']} steps" if train.get("max_steps") else ""))
     users = spec.get("data", {}).get("max_users")
     if users:
@@ -94,19 +94,23 @@ def _head(run: Mapping, spec: dict) -> str:
     return str(kind)
 
 
+def _settings(run: Mapping, spec: dict) -> list[str]:
+    """The label's parts that name the settings: head, base and budget, dataset."""
+    kind = run.get("kind") or spec.get("kind")
+    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student") else ""
+    size = " ".join(dict.fromkeys(p for p in (model, budget(spec)) if p))  # 'tiny', not 'tiny tiny'
+    return [_head(run, spec), size, str(spec.get("data", {}).get("dataset", ""))]
+
+
+def _name(run: Mapping) -> list[str]:
+    name = run.get("name")
+    return [f"“{name}”"] if isinstance(name, str) and name else []
+
+
 def run_label(run: Mapping) -> str:
     """e.g. 'teacher L4 · tiny · toy · seed 0 · 07-03 12:00 · 824faf' (see the module docstring)."""
     spec = _spec(run)
-    kind = run.get("kind") or spec.get("kind")
-    parts = [_head(run, spec)]
-    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student") else ""
-    size = budget(spec)
-    parts.append(" ".join(dict.fromkeys(p for p in (model, size) if p)))  # 'tiny', not 'tiny tiny'
-    parts.append(str(spec.get("data", {}).get("dataset", "")))
-    parts.append(f"seed {spec.get('train', {}).get('seed', 0)}")
-    name = run.get("name")
-    if isinstance(name, str) and name:
-        parts.append(f"“{name}”")
+    parts = _settings(run, spec) + [f"seed {spec.get('train', {}).get('seed', 0)}"] + _name(run)
     created = run.get("created_at")
     if _known(created) and created != "":
         parts.append(pd.Timestamp(created).strftime("%m-%d %H:%M"))
@@ -114,6 +118,27 @@ def run_label(run: Mapping) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def group_label(run: Mapping, seeds: list[int], key: str) -> str:
+    """A seed group's label from one of its runs: 'teacher L4 · tiny · toy · seeds 0, 1, 2 · <key's start>'."""
+    seeds_text = "seeds " + ", ".join(str(s) for s in sorted(seeds))
+    return " · ".join(p for p in _settings(run, _spec(run)) + [seeds_text] + _name(run) + [key[:6]] if p)
+
+
+def settings_label(run: Mapping) -> str:
+    """The label's settings without the kind: 'tiny · toy · seed 0' (for groups of runs of one kind)."""
+    spec = _spec(run)
+    parts = _settings(run, spec)[1:] + [f"seed {spec.get('train', {}).get('seed', 0)}"]
+    return " · ".join(p for p in parts if p)
+
+
 def label_map(runs: pd.DataFrame) -> dict[str, str]:
     """run_id -> run_label for every row of a runs frame."""
     return {row["run_id"]: run_label(row) for row in runs.to_dict("records")}
+
+
+def with_labels(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (with a run_id column) with each row's run label beside its run id, for exports."""
+    names = label_map(runs[runs["run_id"].isin(set(frame["run_id"]))])
+    out = frame.drop(columns=["label"], errors="ignore")
+    out.insert(list(out.columns).index("run_id") + 1, "label", out["run_id"].map(names))
+    return out

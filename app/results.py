@@ -49,11 +49,33 @@ def reproduction_table(units: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _flatten(value, prefix: str = "") -> dict:
+def run_ids(members: pd.DataFrame) -> dict[str, str]:
+    """unit -> its run ids, ';'-separated (a seed group has one run per seed)."""
+    return members.groupby("unit", sort=False)["run_id"].agg(";".join).to_dict()
+
+
+def export(frame: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """A unit-keyed frame for CSV: each row's label and run ids first, so a row names its runs."""
+    names = dict(zip(members["unit"], members["unit_label"]))
+    out = frame.drop(columns=["label", "run_ids"], errors="ignore")
+    out.insert(0, "run_ids", out["unit"].map(run_ids(members)))
+    out.insert(0, "label", out["unit"].map(names))
+    return out
+
+
+def paired_export(paired: pd.DataFrame, members: pd.DataFrame, unit_a: str, unit_b: str) -> pd.DataFrame:
+    """The paired table for CSV: which runs are A and which are B, by label and run ids."""
+    names, ids = dict(zip(members["unit"], members["unit_label"])), run_ids(members)
+    sides = {"A label": names[unit_a], "A run_ids": ids[unit_a], "B label": names[unit_b], "B run_ids": ids[unit_b]}
+    return paired.assign(**sides)
+
+
+def flatten(value, prefix: str = "") -> dict:
+    """A nested spec as {'section.field': value} (lists and dicts as JSON text)."""
     if isinstance(value, dict):
         out = {}
         for key, inner in value.items():
-            out.update(_flatten(inner, f"{prefix}{key}."))
+            out.update(flatten(inner, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: json.dumps(value) if isinstance(value, (list, dict)) else value}
 
@@ -70,7 +92,7 @@ def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
     """Setting x run: the settings on which the runs that use them disagree (blank: not used by that kind)."""
     flat = {}
     for _, row in runs.iterrows():
-        values = _flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")})
+        values = flatten({"kind": row["kind"], **json.loads(row["spec"] or "{}")})
         keep = RELEVANT.get(row["kind"], ("",))
         flat[row["label"]] = {k: v for k, v in values.items() if k.startswith(keep)}
     frame = pd.DataFrame(flat)
@@ -81,26 +103,22 @@ def config_diff(runs: pd.DataFrame) -> pd.DataFrame:
     return frame[differs].reset_index(names="setting")
 
 
-def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str,
-                   groups: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Finished teacher and student runs: depths, blocks, lambdas, lr and the final full-ranking metric.
-
-    With `groups` (app/stats.py `seed_groups`), one line per seed group: the metric's mean over its seeds.
-    """
+def parallel_frame(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str, members: pd.DataFrame) -> pd.DataFrame:
+    """The picked teacher and student units (`members`, app/stats.py): depths, blocks, lambdas, lr and the final
+    full-ranking metric, one line per unit (a seed group's line is the mean over its seeds)."""
     trained = runs[runs["kind"].isin(["teacher", "student"]) & (runs["status"] == "done")]
     final = metrics[(metrics["protocol"] == "full") & (metrics["metric"] == metric)]
     final = final[final["model"] == final["run_id"].map(dict(zip(runs["run_id"], runs["kind"])))]
-    frame = trained.merge(final[["run_id", "value"]], on="run_id")
+    frame = members[["run_id", "unit", "unit_label"]].merge(trained, on="run_id").merge(final[["run_id", "value"]],
+                                                                                         on="run_id")
     if frame.empty:
         return frame
-    if groups is not None:
-        frame = frame.merge(groups[["run_id", "group"]], on="run_id", how="left")
-        frame["group"] = frame["group"].fillna(frame["run_id"])
-        value = frame.groupby("group")["value"].mean()
-        frame = frame.drop_duplicates("group").assign(value=lambda f: f["group"].map(value))
+    value = frame.groupby("unit")["value"].mean()
+    frame = frame.drop_duplicates("unit").assign(value=lambda f: f["unit"].map(value))
     teacher = frame["kind"] == "teacher"
     return pd.DataFrame({
-        "run": frame["label"], "teacher layers": frame["teacher_depth"],
+        "run": frame["unit_label"], "run_ids": frame["unit"].map(run_ids(members)),
+        "teacher layers": frame["teacher_depth"],
         "student layers": frame["student_depth"].where(~teacher, frame["teacher_depth"]),
         "blocks": frame["blocks"].fillna(0), "λ1 cos": frame["lambda_cos"].where(~teacher, 0),
         "λ2 norm": frame["lambda_norm"].where(~teacher, 0), "λ3 sup": frame["lambda_sup"].where(~teacher, 0),

@@ -18,6 +18,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from app import labels
 from core.compare import CompareError, Side, check_same_data, compare_seeds, pair_seeds
 from core.config import ConfigError
 from core.eval.metrics import METRICS, per_user_metric
@@ -59,16 +60,16 @@ def members(done: pd.DataFrame, groups: pd.DataFrame, selected: list[str], group
     frame = frame.assign(other=~picked)[frame["group"].isin(first.index)]
     frame = frame.sort_values("other", kind="stable").drop_duplicates(["group", "seed"])
     frame = frame.assign(unit=frame["group"], at=frame["group"].map(first)).sort_values(["at", "seed"])
-    labels = {unit: _group_label(rows) for unit, rows in frame.groupby("unit")}
-    return frame.assign(unit_label=frame["unit"].map(labels))[_MEMBER_COLUMNS].reset_index(drop=True)
+    by_id = done.set_index("run_id", drop=False)
+    names = {unit: _group_label(rows, by_id) for unit, rows in frame.groupby("unit")}
+    return frame.assign(unit_label=frame["unit"].map(names))[_MEMBER_COLUMNS].reset_index(drop=True)
 
 
-def _group_label(rows: pd.DataFrame) -> str:
-    """A lone run keeps its label; a group: 'teacher L8 · seeds 0, 1, 2 · <key>'."""
+def _group_label(rows: pd.DataFrame, by_id: pd.DataFrame) -> str:
+    """A lone run keeps its label; a group: 'teacher L8 · smollm2 cpu-quick · toy · seeds 0, 1, 2 · <key>'."""
     if len(rows) == 1:
         return rows["label"].iloc[0]
-    seeds = ", ".join(str(s) for s in sorted(rows["seed"]))
-    return f"{rows['label'].iloc[0].split(' · ')[0]} · seeds {seeds} · {rows['unit'].iloc[0][:6]}"
+    return labels.group_label(by_id.loc[rows["run_id"].iloc[0]].to_dict(), list(rows["seed"]), rows["unit"].iloc[0])
 
 
 def units(done: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:

@@ -7,16 +7,19 @@ reloaded page, or a run launched from the Launch page with the same settings, sh
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from app import context, figures, layers, launch, queries, results, stats, widgets
+from app import context, figures, labels, layers, launch, queries, results, stats, tour_text, widgets
 from core import pipeline
 from core.config import RunSpec, apply_preset, to_dict
 from core.store.paths import Paths
 
 SIZES = ("tiny (seconds, random model)", "cpu-quick", "paper 4←8")
+METHOD = Path(__file__).resolve().parents[1] / "docs" / "method.md"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def render_cell(t: Tour, cell: int, title: str, text: str, formula: str = "", af
     shown, specs = cell_specs(t, cell)
     with st.expander("Settings this cell uses"):
         st.json(shown)
-        st.caption("Full specs (as submitted):")
+        st.caption("Full specs (as submitted). " + tour_text.SPECS_NOTE)
         st.json([to_dict(s) for s in specs], expanded=False)
     if st.button("Run", key=f"tour_run_{cell}", type="primary", icon=":material/play_arrow:"):
         ids = launch_cell(t, cell)
@@ -126,9 +129,22 @@ def _output(t: Tour, cell: int) -> None:
     runs = queries.runs(store)
     found = cell_runs(t, runs, cell)
     by_id = runs.set_index("run_id")
-    st.markdown("Output · " + " · ".join(f"**{role}**: {_state(by_id, r)}" for role, r in found.items()))
+    head = f"Output ({tour_text.TINY})" if tiny(t) else "Output"
+    st.markdown(head + " · " + " · ".join(f"**{role}**: {_state(by_id, r)}" for role, r in found.items()))
     done = {role: r for role, r in found.items() if r in by_id.index and by_id.at[r, "status"] == "done"}
     OUTPUTS[cell](t, store, runs, found, done)
+
+
+def tiny(t: Tour) -> bool:
+    """The tiny size: a random model, whose outputs show the mechanics only."""
+    return t.settings.base == "tiny"
+
+
+def _chart(t: Tour, fig: go.Figure, data: pd.DataFrame, runs: pd.DataFrame, key: str) -> None:
+    """A cell's chart: marked in its own title when the model is random; its CSV names the runs."""
+    if tiny(t):
+        fig.update_layout(title=f"{fig.layout.title.text} ({tour_text.TINY})")
+    widgets.chart(fig, labels.with_labels(data, runs), key)
 
 
 def _state(by_id: pd.DataFrame, run_id: str) -> str:
@@ -145,14 +161,15 @@ def _out_question(t, store, runs, found, done) -> None:
         widgets.empty(f"Press **Run** to measure the {t.layers} layers of the pretrained "
                       f"{launch.base_name(t.settings.base)}.")
         return
-    influence = queries.similarity(store, run_id, "block_influence")
-    if not influence.empty:
-        widgets.chart(figures.block_influence_bars(influence), influence, "tour_influence")
-    angular = queries.similarity(store, run_id, "angular")
+    st.caption(layers.STATES + "  \n" + layers.glossary(["base"]))
+    influence = queries.similarity(store, run_id, "block_influence").assign(run_id=run_id)
+    if len(influence):
+        _chart(t, figures.block_influence_bars(influence), influence, runs, "tour_influence")
+    angular = queries.similarity(store, run_id, "angular").assign(run_id=run_id)
     angular = angular[(angular["a_model"] == angular["b_model"]) & (angular["b_layer"] > angular["a_layer"])]
     for model, rows in angular.groupby("a_model", sort=False):
-        widgets.chart(figures.angular_triangle(rows, f"{model}: angular distance from layer l to l + n"), rows,
-                      f"tour_angular_{model}")
+        _chart(t, figures.angular_triangle(rows, f"{model}: angular distance from layer l to l + n"), rows, runs,
+               f"tour_angular_{model}")
 
 
 def _metrics_table(store, found: dict[str, str], runs) -> None:
@@ -163,9 +180,11 @@ def _metrics_table(store, found: dict[str, str], runs) -> None:
     names = {r: role for role, r in found.items()}
     final = final.assign(who=final["run_id"].map(names) + " [" + final["model"] + "]")
     keep = final[final["metric"].isin(["HR@10", "NDCG@10", "MRR"])]
-    table = keep.pivot_table(index="who", columns=["protocol", "metric"], values="value").round(4)
+    table = keep.pivot_table(index=["who", "run_id"], columns=["protocol", "metric"], values="value").round(4)
     table.columns = [f"{m} ({p})" for p, m in table.columns]
-    widgets.table(table.reset_index(), f"tour_metrics_{'_'.join(sorted(names.values()))[:40]}")
+    table = table.reset_index()
+    widgets.table(table.drop(columns=["run_id"]), f"tour_metrics_{'_'.join(sorted(names.values()))[:40]}",
+                  csv=labels.with_labels(table, runs))
 
 
 def _out_model(t, store, runs, found, done) -> None:
@@ -176,7 +195,7 @@ def _out_model(t, store, runs, found, done) -> None:
     if "teacher" in found and found["teacher"]:
         rows = queries.losses(store, [found["teacher"]])
         if not rows.empty:
-            widgets.chart(figures.loss_curves(rows, {found["teacher"]: "teacher"}), rows, "tour_teacher_losses")
+            _chart(t, figures.loss_curves(rows, {found["teacher"]: "teacher"}), rows, runs, "tour_teacher_losses")
 
 
 def _out_sweep(t, store, runs, found, done) -> None:
@@ -185,8 +204,9 @@ def _out_sweep(t, store, runs, found, done) -> None:
     if sweep.empty:
         widgets.empty("Press **Run** to train teachers at depths " + ", ".join(map(str, sweep_depths(t))) + ".")
         return
+    sweep = layers.sweep_groups(sweep, runs)
     sasrec = queries.sasrec_reference(store, runs, list(sweep["run_id"]), "NDCG@10", "full")
-    widgets.chart(figures.depth_sweep(sweep, "NDCG@10", sasrec), sweep, "tour_depth_sweep")
+    _chart(t, figures.depth_sweep(sweep, "NDCG@10", sasrec), sweep, runs, "tour_depth_sweep")
 
 
 def _out_loss(t, store, runs, found, done) -> None:
@@ -195,15 +215,22 @@ def _out_loss(t, store, runs, found, done) -> None:
     if rows is None or rows.empty:
         widgets.empty("Press **Run** to distil the student; its loss terms (ce, cos, norm, ms) appear here.")
         return
-    widgets.chart(figures.loss_curves(rows, {student: "student"}), rows, "tour_student_losses")
+    _chart(t, figures.loss_curves(rows, {student: "student"}), rows, runs, "tour_student_losses")
     analysis = done.get("analysis")
     if analysis:
         info = layers.analysed(runs, analysis)
-        cka = queries.similarity(store, analysis, "cka")
+        cka = queries.similarity(store, analysis, "cka").assign(run_id=analysis)
         cross = cka[cka["a_model"] != cka["b_model"]]
+        if len(cross):
+            st.caption(layers.STATES)
         for (a, b), group in cross.groupby(["a_model", "b_model"]):
-            widgets.chart(figures.similarity_heatmap(group, f"CKA {a} × {b} (squares: aligned blocks)",
-                                                     pairs=layers.pairs_for(a, b, info)), group, "tour_cka")
+            _chart(t, figures.similarity_heatmap(group, f"CKA {a} × {b} (squares: aligned blocks)", "cka",
+                                                 pairs=layers.pairs_for(a, b, info)), group, runs, "tour_cka")
+
+
+# The reproduction table's long text columns, wide enough to read whole.
+WIDE = {"model": st.column_config.TextColumn("model", width="large"),
+        "run": st.column_config.TextColumn("run", width="large")}
 
 
 def _out_results(t, store, runs, found, done) -> None:
@@ -214,12 +241,14 @@ def _out_results(t, store, runs, found, done) -> None:
     members = stats.members(chosen, stats.seed_groups(chosen), list(chosen["run_id"]), grouped=False)
     units = stats.units(chosen, members)
     final = queries.final_metrics(store, list(chosen["run_id"]))
-    widgets.table(results.reproduction_table(units, stats.summarise(final, members)), "tour_reproduction")
+    reproduction = results.reproduction_table(units, stats.summarise(final, members))
+    widgets.table(reproduction, "tour_reproduction", column_config=WIDE,
+                  csv=results.export(reproduction.assign(unit=list(units["unit"])), members))
     ranks = queries.final_ranks(store, list(chosen["run_id"]))
     if not ranks.empty:
         table = stats.metric_table(ranks, "NDCG@10", members).merge(units[["unit", "kind", "label"]], on="unit")
         table = table[table["model"] == table["kind"]]
-        widgets.chart(figures.metric_bars(table, "NDCG@10"), table, "tour_ci")
+        _chart(t, figures.metric_bars(table, "NDCG@10"), table, runs, "tour_ci")
 
 
 OUTPUTS = {1: _out_question, 2: _out_model, 3: _out_sweep, 4: _out_loss, 5: _out_results}

@@ -1,4 +1,4 @@
-"""The Tour's words: one short explanation per cell, restating PAPER.md for teaching."""
+"""The Tour's words: one short explanation per cell, restating docs/method.md for teaching."""
 
 INTRO = """
 SLMRec (ICLR 2025) asks a practical question about LLM-based recommenders: **how many of the LLM's
@@ -6,7 +6,8 @@ layers does sequential recommendation actually need?** This tour walks through t
 cells. Each cell explains one idea, shows the settings it uses, and has a **Run** button that queues
 the experiment behind it on the background worker; its output below fills in live. Runs are shared
 with the rest of the app: anything a cell launches also shows on Runs, Layers and Results, and a
-cell whose run already exists reuses it.
+cell whose run already exists reuses it. The method in full, with every place where this project
+differs from the paper and why, is in **docs/method.md** (open it below).
 """
 
 QUESTION = """
@@ -23,7 +24,7 @@ says how much it changes the stream. This cell measures both on the pretrained m
 """
 
 MODEL = """
-The E4SRec-style recommender (PAPER.md §2):
+The E4SRec-style recommender (docs/method.md, section 2):
 
 1. Train **SASRec** on the data and keep its item-ID embedding table (frozen from then on).
 2. Build the LLM input as `[instruction tokens][item vectors][response tokens]`; each item vector
@@ -70,3 +71,10 @@ fair comparison for the student is the same 4 layers trained *without* distillat
 which this cell adds. Metrics are reported under both protocols: full ranking over every item
 (primary) and the paper's sampled 1 + 999, with 95% bootstrap intervals over test users.
 """
+
+TINY = "random model: mechanics only"
+TINY_NOTE = ("**Size tiny: a random 8-layer model.** It runs in seconds and shows how each step works; its numbers "
+             "say nothing about the method (" + TINY + "). Pick cpu-quick for SmolLM2-135M.")
+SPECS_NOTE = ("`distill.teacher_states: cached`: the frozen teacher's aligned states are computed once per run and "
+              "reused every step (`live` recomputes them; the same loss to bf16 rounding). `backbone.base`: the "
+              "pretrained LLM whose first layers are kept.")

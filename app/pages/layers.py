@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import context, figures, layers, queries, widgets
+from app import context, figures, labels, layers, queries, widgets
 
 st.title("Layers")
 st.caption("Layer l is the residual stream after decoder layer l (0 = the input embeddings).")
@@ -14,12 +14,15 @@ if found.empty:
                   "first cell analyses the pretrained LLM alone. Results appear here when one finishes.")
 else:
     found = found.sort_values("created_at", ascending=False)
-    labels = dict(zip(found["run_id"], found["label"]))
-    run_id = st.selectbox("Analysis run", list(labels), format_func=labels.get, key="layers_run")
+    names = dict(zip(found["run_id"], found["label"]))
+    run_id = st.selectbox("Analysis run", list(names), format_func=names.get, key="layers_run")
+
+    def export(rows):
+        """A chart's rows for CSV, naming the analysis run they come from."""
+        return labels.with_labels(rows.assign(run_id=run_id)[["run_id", *rows.columns]], runs)
+
     info = layers.analysed(runs, run_id)
-    names = dict(zip(runs["run_id"], runs["label"]))
-    st.caption(f"teacher: {names.get(info['teacher'], '–')} · student: {names.get(info['student'], '–')} · "
-               f"blocks: {info['blocks'] or '–'}")
+    st.caption(layers.subject(runs, run_id, info))
 
     st.header("Representation similarity")
     measure = st.radio("Measure", ["cka", "cosine"], horizontal=True, key="layers_measure",
@@ -28,10 +31,12 @@ else:
     sim = queries.similarity(store, run_id, measure)
     if sim.empty:
         widgets.empty(f"This run has no {measure} rows.")
+    else:
+        st.caption(layers.STATES + "  \n" + layers.glossary(set(sim["a_model"]) | set(sim["b_model"])))
     for (a_model, b_model), rows in sorted(sim.groupby(["a_model", "b_model"]), key=lambda g: layers.order(*g[0])):
         pairs = layers.pairs_for(a_model, b_model, info)
         title = f"{measure.upper()}: {a_model} × {b_model}" + (" (squares: aligned blocks)" if pairs else "")
-        widgets.chart(figures.similarity_heatmap(rows, title, pairs=pairs), rows,
+        widgets.chart(figures.similarity_heatmap(rows, title, measure, pairs=pairs), export(rows),
                       f"layers_{measure}_{a_model}_{b_model}")
 
     st.header("Angular distance between layer l and layer l + n")
@@ -41,14 +46,14 @@ else:
         widgets.empty("No angular-distance rows in this run.")
     for model, rows in angular.groupby("a_model", sort=False):
         widgets.chart(figures.angular_triangle(rows, f"{model}: small values = layers that could be dropped"),
-                      rows, f"layers_angular_{model}")
+                      export(rows), f"layers_angular_{model}")
 
     st.header("Block influence")
     influence = queries.similarity(store, run_id, "block_influence")
     if influence.empty:
         widgets.empty("No block-influence rows in this run.")
     else:
-        widgets.chart(figures.block_influence_bars(influence), influence, "layers_block_influence")
+        widgets.chart(figures.block_influence_bars(influence), export(influence), "layers_block_influence")
 
     st.header("Per-layer readout")
     readout = queries.layer_metrics(store, [run_id])
@@ -64,9 +69,10 @@ else:
                          key="layers_split")
         rows = readout[(readout["metric"] == metric) & (readout["protocol"] == protocol) & (readout["split"] == split)]
         rows = rows.assign(series=rows["model"])
+        st.caption(layers.glossary(rows["model"]))
         ids = [r for r in (info["teacher"], info["student"], run_id) if r]
         sasrec = queries.sasrec_reference(store, runs, ids, metric, protocol)
-        widgets.chart(figures.readout_curves(rows, metric, sasrec), rows, "layers_readout")
+        widgets.chart(figures.readout_curves(rows, metric, sasrec), labels.with_labels(rows, runs), "layers_readout")
 
 st.header("Depth sweep")
 c1, c2 = st.columns(2)
@@ -78,5 +84,14 @@ if sweep["depth"].nunique() < 2:
     widgets.empty("The depth sweep needs finished teacher runs at two or more depths. Launch teachers at "
                   "depths 1, 2, 4, 8 (Tour cell 3 does it), then come back.")
 if not sweep.empty:
+    sweep = layers.sweep_groups(sweep, runs)
+    groups = dict(zip(sweep["group"], sweep["group_label"]))
+    if st.session_state.get("layers_sweep_group") not in groups:
+        st.session_state["layers_sweep_group"] = layers.default_group(sweep)
+    group = st.selectbox("Teachers compared", list(groups), format_func=groups.get, key="layers_sweep_group",
+                         help="Teachers that differ only in depth: the same base model, data settings, training "
+                              "budget and seed. Runs that differ in anything else are a group of their own.")
+    sweep = sweep[sweep["group"] == group]
     sasrec = queries.sasrec_reference(store, runs, list(sweep["run_id"]), sweep_metric, sweep_protocol)
-    widgets.chart(figures.depth_sweep(sweep, sweep_metric, sasrec), sweep, "layers_depth_sweep")
+    widgets.chart(figures.depth_sweep(sweep, sweep_metric, sasrec), labels.with_labels(sweep, runs),
+                  "layers_depth_sweep")

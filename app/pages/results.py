@@ -3,6 +3,7 @@
 With "Group seeds" on, each row is a seed group (runs that differ only in train.seed): mean ± std over seeds.
 """
 
+import pandas as pd
 import streamlit as st
 
 from app import context, figures, queries, results, stats, widgets
@@ -47,7 +48,7 @@ for column, protocol in ((left, "full"), (right, "sampled")):
         if wide.empty:
             widgets.empty(f"No {protocol}-ranking test metrics for these runs.")
             continue
-        widgets.table(wide, f"results_{protocol}", csv=summary[summary["protocol"] == protocol])
+        widgets.table(wide, f"results_{protocol}", csv=results.export(summary[summary["protocol"] == protocol], members))
 
 ranks = queries.final_ranks(store, list(members["run_id"]))
 if ranks.empty:
@@ -55,7 +56,7 @@ if ranks.empty:
 else:
     table = stats.metric_table(ranks, metric, members).merge(units[["unit", "kind", "label"]], on="unit")
     table = table[table["model"] == table["kind"]]
-    widgets.chart(figures.metric_bars(table, metric), table, "results_ci")
+    widgets.chart(figures.metric_bars(table, metric), results.export(table, members), "results_ci")
 
 st.header("Paired comparison")
 options = list(units["unit"])
@@ -81,12 +82,16 @@ else:
                        "interval (1,000 resamples of users) and a sign-flip permutation p-value. **significant** "
                        "only when the interval excludes 0; otherwise the difference is inside the noise. Seed "
                        "groups are paired seed by seed; their 'all' row averages each user over the seeds.")
-            widgets.table(paired.round(4), "results_paired")
+            st.caption(f"**A**: {unit_labels[unit_a]} · **B**: {unit_labels[unit_b]}")
+            widgets.table(paired.round(4), "results_paired",
+                          csv=results.paired_export(paired, members, unit_a, unit_b))
 
 st.header("Reproduction table")
 st.caption("Rows in the paper's terms; percent (mean ± std over seeds). The paper's column is Amazon Movies and TV "
            "(sampled 1+999): a reference for the shape of the result, not the same data.")
-widgets.table(results.reproduction_table(units, summary), "results_reproduction")
+reproduction = results.reproduction_table(units, summary)
+widgets.table(reproduction, "results_reproduction", csv=results.export(reproduction.assign(unit=list(units["unit"])),
+                                                                        members))
 
 st.header("What differs between these runs")
 diff = results.config_diff(units)
@@ -95,13 +100,17 @@ if len(units) < 2:
 elif diff.empty:
     st.write("Their settings are identical.")
 else:
-    widgets.table(diff.fillna("–").astype(str), "results_config_diff")
+    ids = results.run_ids(members)
+    id_row = {"setting": "run_ids", **{label: ids[unit] for unit, label in zip(units["unit"], units["label"])}}
+    widgets.table(diff.fillna("–").astype(str), "results_config_diff",
+                  csv=pd.concat([pd.DataFrame([id_row]), diff], ignore_index=True))
 
 st.header("Settings against quality")
-all_final = queries.final_metrics(store, list(runs[runs["status"] == "done"]["run_id"]))
-parallel = results.parallel_frame(runs, all_final, metric, groups if grouped else None)
+st.caption("Only the teacher and student runs picked above" + (" (each seed group as one line: the mean over its "
+           "seeds)" if grouped else "") + "; pick more runs to see more lines.")
+parallel = results.parallel_frame(done, queries.final_metrics(store, list(members["run_id"])), metric, members)
 if len(parallel) < 2:
-    widgets.empty("Needs two or more finished teacher or student runs.")
+    widgets.empty("Needs two or more finished teacher or student runs among the picked runs.")
 else:
     dims = ["teacher layers", "student layers", "blocks", "λ1 cos", "λ2 norm", "λ3 sup", "lr"]
     widgets.chart(figures.parallel_coordinates(parallel, dims, metric), parallel, "results_parallel")
@@ -115,4 +124,4 @@ else:
         widgets.empty("None of the selected runs reports its inference parameters yet (teacher and student runs "
                       "do when they finish).")
     else:
-        widgets.chart(figures.tradeoff(trade, metric), trade, "results_tradeoff")
+        widgets.chart(figures.tradeoff(trade, metric), results.export(trade, members), "results_tradeoff")

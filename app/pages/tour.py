@@ -6,6 +6,8 @@ from app import context, datasets, launch, tour, tour_text, widgets
 
 st.title("Tour: how deep must the LLM be?")
 st.markdown(tour_text.INTRO)
+with st.expander("The method in full (docs/method.md)", icon=":material/menu_book:"):
+    st.markdown(tour.METHOD.read_text())
 paths = context.paths()
 names = datasets.list_datasets(paths)
 if not names:
@@ -25,6 +27,8 @@ settings = launch.defaults(size, dataset)
 if settings.base not in bases:
     st.warning("SmolLM2-135M is not on this machine (`slmrec fetch`); the cells use the tiny random model.")
     settings = launch.defaults(tour.SIZES[0], dataset)
+if settings.base == "tiny":
+    st.info(tour_text.TINY_NOTE, icon=":material/science:")
 config = launch.model_config(paths, settings.base)
 t = tour.Tour(paths, settings, config["num_hidden_layers"])
 

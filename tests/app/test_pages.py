@@ -19,7 +19,12 @@ def test_tour(shared, open_page):
     _no_errors(app)
     assert [h.value[:3] for h in app.header] == [f"[{i}]" for i in range(1, 6)]
     assert [b.key for b in app.button] == [f"tour_run_{i}" for i in range(1, 6)]
-    assert len(app.info) == 5  # nothing of the tour's own settings has run yet: each cell says what to do
+    assert len([i for i in app.info if "Press **Run**" in i.value]) == 5  # each cell says what to do
+    assert any("random 8-layer model" in i.value for i in app.info)  # no SmolLM2 here: the tiny size is said
+    assert all("random model: mechanics only" in m.value for m in app.markdown if m.value.startswith("Output"))
+    method = next(e for e in app.expander if "docs/method.md" in e.label)
+    assert any("Where this project differs" in m.value for m in method.markdown)
+    assert not any("PAPER.md" in m.value for m in app.markdown)
 
 
 def test_data(shared, open_page, figures):
