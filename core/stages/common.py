@@ -18,6 +18,7 @@ import torch
 from core.config import RunSpec, eval_batch, to_dict
 from core.eval.evaluate import SplitRanks
 from core.eval.records import metric_rows, rank_rows
+from core.models.weights import upgrade_trainable
 from core.store import checkpoints
 from core.stages.context import RunContext
 from core.train import distributed, loop, resume
@@ -32,12 +33,19 @@ def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Copy saved trainable weights into `model`; names must match exactly."""
+    """Copy saved trainable weights into `model`; names must match exactly, once weights saved with
+    Hugging Face layer names (runs before the lean decoder) are mapped to the decoder's."""
+    weights = upgrade_trainable(weights)
     params = dict(model.named_parameters())
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
         raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    wrong = [f"{name} {tuple(tensor.shape)} (the model's is {tuple(params[name].shape)})"
+             for name, tensor in weights.items() if tensor.shape != params[name].shape]
+    if wrong:
+        raise ValueError(f"checkpoint does not fit the model: shapes differ for {', '.join(wrong[:3])}; "
+                         "was it saved with other backbone settings (lora_r, depth, base)?")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))

@@ -62,7 +62,7 @@ def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapte
     dtype = frozen_weights_dtype(ctx.device, spec.train.precision, spec.backbone.training)
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device, dtype)
     if compile_enabled(spec.train.compile, ctx.device):
-        backbone.compile_layers()  # the first steps pay the compilation
+        backbone.compile_stack()  # the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 

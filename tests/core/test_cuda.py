@@ -43,9 +43,11 @@ def test_cuda_states_match_cpu_in_fp32_and_bf16_stays_close():
     assert (low - expected).abs().max() < 0.05 * expected.abs().max()
 
 
-def test_compiled_backbone_gives_the_eager_loss_and_gradients():
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_compiled_backbone_gives_the_eager_loss_and_gradients(mode):
+    """The whole stack as one inductor graph, and replayed as CUDA graphs ("reduce-overhead")."""
     eager, compiled = tiny_rec(CUDA), tiny_rec(CUDA)  # eval mode: no LoRA dropout to differ
-    compiled.backbone.compile_layers()
+    compiled.backbone.compile_stack(mode=mode)
     targets = torch.tensor([3, 6, 9], device=CUDA)
     results = []
     for rec in (eager, compiled):

@@ -5,6 +5,7 @@ import torch
 from core.config import BackboneConfig
 from core.models.backbone import load_backbone
 from core.models.llmrec import LLMRec
+from core.stages.common import load_trainable_weights, trainable_weights
 
 PROMPT = "History: {items}. Next?"
 
@@ -90,7 +91,8 @@ def test_padding_is_never_predicted():
 
 def _count_layer_calls(rec):
     calls = []
-    rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    # the batch size of each call (the rotary tables are (B, T, 1, D))
+    rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[1][0].shape[0]))
     return calls
 
 
@@ -125,13 +127,13 @@ def test_a_weight_update_or_a_loaded_checkpoint_makes_the_prefix_run_again():
         after = rec.user_vectors(items)
     assert calls == [1, 2] and not torch.allclose(before, after)
     assert torch.allclose(after, _fresh(rec, items), atol=1e-6)
-    saved = rec.backbone.trainable_state_dict()
+    saved = {name: w.clone() for name, w in trainable_weights(rec).items()}  # on the CPU they alias
     with torch.no_grad():
         for p in rec.backbone.parameters():
             if p.requires_grad:
                 p.add_(0.1)
         rec.user_vectors(items)
-        rec.backbone.load_trainable_state_dict(saved)
+        load_trainable_weights(rec, saved)
         assert torch.allclose(rec.user_vectors(items), after, atol=1e-6)
 
 
@@ -148,15 +150,15 @@ def test_the_kept_prefix_follows_the_autocast_setting():
     assert torch.equal(again, full) and not torch.equal(low.float(), full)
 
 
-def test_compiled_layers_trace_the_prefix_and_last_position_paths_like_eager():
-    """What a compiled run's layers see (the prefix caches, the top layer at the last position, the
-    kept prefix without gradients), traced by dynamo and AOTAutograd; the kernels are CUDA's business
-    (tests/core/test_cuda.py)."""
+def test_the_compiled_stack_traces_the_prefix_and_last_position_paths_as_one_graph_like_eager():
+    """What a compiled run's layer stack sees (the prefix's keys and values, the top layer at the last
+    position, the kept prefix without gradients), traced by dynamo and AOTAutograd as one graph
+    (fullgraph: a break would raise); the kernels are CUDA's business (tests/core/test_cuda.py)."""
     import torch._dynamo
 
     torch._dynamo.reset()
     eager, compiled = model(), model()
-    compiled.backbone.compile_layers(backend="aot_eager")
+    compiled.backbone.compile_stack(backend="aot_eager")
     items, targets = torch.tensor([[0, 3, 7], [1, 2, 3]]), torch.tensor([4, 5])
     results = []
     for rec in (eager.eval(), compiled.eval()):  # eval: no LoRA dropout to differ

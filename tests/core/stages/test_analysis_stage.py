@@ -124,8 +124,10 @@ def test_too_few_users_and_bad_runs_are_refused(project):
 
 def test_block_influence_is_zero_for_a_layer_replaced_by_the_identity():
     class Identity(torch.nn.Module):
-        def forward(self, hidden_states, **kwargs):
-            return hidden_states
+        """A decoder layer that changes nothing (its keys and values are never read here)."""
+
+        def forward(self, x, *args, **kwargs):
+            return x, None
 
     backbone = load_backbone(BackboneConfig(base="tiny", depth=4, training="frozen"), None, "cpu")
     texts = [f"What is the top item after {'x' * i}?" for i in range(6)]

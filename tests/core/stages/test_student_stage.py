@@ -90,6 +90,6 @@ def test_a_finished_model_is_loaded_in_the_precision_of_the_run_using_it(teacher
     paths, teacher_id = teacher_run
     ctx = RunContext("probe", paths, torch.device("cpu"), events=None)
     train = spec("student").train
-    dtype = lambda model: model.backbone.layers[0].mlp.up_proj.base_layer.weight.dtype  # noqa: E731
+    dtype = lambda model: model.backbone.layers[0].mlp.gate_up_proj.weight.dtype  # noqa: E731
     assert dtype(load_finished_model(ctx, teacher_id, train)[1]) == torch.float32
     assert dtype(load_finished_model(ctx, teacher_id, replace(train, precision="bf16"))[1]) == torch.bfloat16

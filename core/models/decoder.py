@@ -1,0 +1,386 @@
+"""One lean decoder for the LLaMA family (LLaMA / SmolLM, Qwen2, Mistral), in plain PyTorch.
+
+The recommender runs a pretrained decoder's first layers on item vectors and prompt tokens (PAPER
+section 2 of docs/method.md). Written here rather than borrowed from transformers, whose per-layer
+path (library layers, peft wrappers, cache objects, casts) costs about 660 dispatched operators per
+layer and step: on a GPU that host work, not the GPU, set the speed. In the spirit of nanoGPT's
+model.py: RMSNorm, rotary embeddings, grouped-query attention through
+`F.scaled_dot_product_attention`, SwiGLU; q/k/v and gate/up are each one fused projection; LoRA is
+two explicit low-rank matrix products per target. transformers stays the parity reference (tests).
+
+Hidden-state index convention, used everywhere in this project:
+    0               the input embeddings (what was passed as `inputs_embeds`)
+    l = 1..L        the residual stream after kept decoder layer l, BEFORE the final RMSNorm
+    L + 1           the final RMSNorm applied to the output of layer L (what a head reads)
+where L = `num_layers`. `layer_indices[l - 1]` is the original (0-based) index of kept layer l.
+
+Two features the recommender needs are native here: a prompt prefix shared by every row (its keys
+and values are computed once at batch 1 and put before each row's own), and `last_position`, which
+runs the top layer's queries, attention output and MLP at the last position only (its earlier
+positions only supply keys and values, which nothing else reads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """The sizes a decoder layer needs, read once from the base model's config."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    qkv_bias: bool = False  # Qwen2 has biases on q, k and v
+    max_positions: int = 8192  # rotary angles are tabled up to this position
+
+
+@dataclass(frozen=True)
+class LoRASettings:
+    """Low-rank adapters on the named projections (PROJECTIONS); r = 0 means none."""
+
+    r: int = 0
+    alpha: float = 16
+    dropout: float = 0.0
+    targets: tuple[str, ...] = ()
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.r
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # one fused kernel on CUDA, which accumulates in float32 whatever x is
+        return F.rms_norm(x, self.weight.shape, in_dtype(self.weight, x.dtype), self.eps)
+
+
+class Projection(nn.Module):
+    """A linear map that may fuse several named projections (q/k/v, gate/up), with LoRA on any of them.
+
+    LoRA adds scale * B_p (A_p x) to part p's output (A_p: r x in, B_p: out_p x r, B starting at 0),
+    as peft's LoRA does; one dropout mask on x serves all parts of the projection.
+    """
+
+    def __init__(self, in_size: int, parts: dict[str, int], bias: bool, lora: LoRASettings) -> None:
+        super().__init__()
+        self.parts = dict(parts)
+        self.weight = nn.Parameter(torch.empty(sum(parts.values()), in_size))
+        self.bias = nn.Parameter(torch.zeros(sum(parts.values()))) if bias else None
+        targeted = [name for name in parts if name in lora.targets]
+        self.lora_A = nn.ParameterDict({p: nn.Parameter(torch.empty(lora.r, in_size)) for p in targeted})
+        self.lora_B = nn.ParameterDict({p: nn.Parameter(torch.zeros(parts[p], lora.r)) for p in targeted})
+        for a in self.lora_A.values():
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # peft's initialisation of A
+        self.lora_scale = lora.scale if targeted else 0.0
+        self.lora_dropout = lora.dropout
+        self._merged: tuple[tuple, Tensor] | None = None  # see merged_weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (N, in) -> (N, out), computed in x's dtype."""
+        bias = None if self.bias is None else in_dtype(self.bias, x.dtype)
+        if not self.lora_A:
+            return F.linear(x, in_dtype(self.weight, x.dtype), bias)
+        # a compiled graph fuses the adapter products itself; its tracer cannot follow the merge's memo
+        if not (torch.is_grad_enabled() or self.training and self.lora_dropout > 0 or torch.compiler.is_compiling()):
+            return F.linear(x, self.merged_weight(x.dtype), bias)
+        out = F.linear(x, in_dtype(self.weight, x.dtype), bias)
+        if self.lora_dropout > 0:
+            x = F.dropout(x, self.lora_dropout, self.training)
+        deltas = [F.linear(F.linear(x, self.lora_A[p].to(x.dtype)), self.lora_B[p].to(x.dtype)) if p in self.lora_A
+                  else x.new_zeros(x.shape[0], size) for p, size in self.parts.items()]
+        delta = deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=-1)
+        return out + delta * self.lora_scale
+
+    def merged_weight(self, dtype: torch.dtype) -> Tensor:
+        """weight + scale * B A in `dtype`: what the projection computes without dropout, in one matrix
+        product. Kept until a weight changes (storage or in-place version), so evaluation and a
+        frozen teacher pay no adapter products per batch."""
+        key = (dtype, *((p.data_ptr(), p._version) for p in (self.weight, *self.lora_A.values(), *self.lora_B.values())))
+        if self._merged is None or self._merged[0] != key:
+            with torch.no_grad():
+                delta = torch.cat([self.lora_B[p].float() @ self.lora_A[p].float() if p in self.lora_A else
+                                   self.lora_A[next(iter(self.lora_A))].new_zeros(size, self.weight.shape[1])
+                                   for p, size in self.parts.items()])
+                self._merged = (key, (self.weight.float() + self.lora_scale * delta).to(dtype))
+        return self._merged[1]
+
+
+class Attention(nn.Module):
+    def __init__(self, shape: DecoderShape, lora: LoRASettings) -> None:
+        super().__init__()
+        self.shape = shape
+        kv = shape.num_kv_heads * shape.head_dim
+        self.qkv_proj = Projection(shape.hidden_size, {"q_proj": shape.num_heads * shape.head_dim, "k_proj": kv,
+                                                        "v_proj": kv}, shape.qkv_bias, lora)
+        self.o_proj = Projection(shape.num_heads * shape.head_dim, {"o_proj": shape.hidden_size}, False, lora)
+
+    def forward(self, x: Tensor, rope, mask: Tensor, prefix: Tensor | None, last_only: bool) -> tuple[Tensor, Tensor]:
+        """(output (B * T, H), or (B, H) with `last_only`; this call's own keys and values (B, 2 nkv, T, D))
+        for x (B * T, H). `prefix` (1, 2 nkv, P, D): the shared prefix's keys and values, before every row's."""
+        s = self.shape
+        batch, _, time, _ = rope[0].shape
+        # one (B, heads, T, D) tensor of q, k and v heads, rotated at once (the v heads' rotation is the identity)
+        qkv = rotate(self.qkv_proj(x).view(batch, time, -1, s.head_dim).transpose(1, 2), *rope)
+        q, kv = qkv.split([s.num_heads, 2 * s.num_kv_heads], dim=1)
+        own = kv
+        if prefix is not None:
+            kv = torch.cat([prefix.expand(batch, -1, -1, -1), kv], dim=2)
+        if last_only:
+            q, mask = q[:, :, -1:], mask[:, :, -1:]
+        out = attend(q, *kv.split(s.num_kv_heads, dim=1), mask)  # (B, nh, T', D)
+        return self.o_proj(out.transpose(1, 2).reshape(batch * out.shape[2], -1)), own
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """SDPA with grouped key/value heads. CPU kernels take the groups as they are; on other devices a
+    masked grouped call falls back to the slow math kernel, so the key/value heads are repeated."""
+    if q.device.type == "cpu" or q.shape[1] == k.shape[1]:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def rotate(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """Rotary embedding as the LLaMA reference writes it, x cos + rotate_half(x) sin with
+    rotate_half(x) = (-x2, x1): here the halves are swapped (a roll by D / 2) and the sign lives in
+    `sin_signed`. x (B, heads, T, D); the tables broadcast to it."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
+
+
+class MLP(nn.Module):
+    def __init__(self, shape: DecoderShape, lora: LoRASettings) -> None:
+        super().__init__()
+        size = shape.intermediate_size
+        self.gate_up_proj = Projection(shape.hidden_size, {"gate_proj": size, "up_proj": size}, False, lora)
+        self.down_proj = Projection(size, {"down_proj": shape.hidden_size}, False, lora)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """One pre-norm decoder layer: x + attention(norm(x)), then + MLP(norm(.))."""
+
+    def __init__(self, shape: DecoderShape, lora: LoRASettings) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
+        self.self_attn = Attention(shape, lora)
+        self.post_attention_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
+        self.mlp = MLP(shape, lora)
+
+    def forward(self, x: Tensor, rope, mask: Tensor, prefix: Tensor | None = None, last_only: bool = False):
+        """(output, own keys and values) for x (B * T, H), rows in (batch, time) order; with
+        `last_only` the output is that of each row's last position, (B, H)."""
+        attended, keys_values = self.self_attn(self.input_layernorm(x), rope, mask, prefix, last_only)
+        if last_only:
+            batch, _, time, _ = rope[0].shape
+            x = x.view(batch, time, -1)[:, -1]
+        x = x + attended
+        return x + self.mlp(self.post_attention_layernorm(x)), keys_values
+
+
+def in_dtype(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """`weight` cast to `dtype` (the decoder casts what autocast would, without autocast's per-op checks)."""
+    return weight if weight.dtype == dtype else weight.to(dtype)
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids (B, T) for a left-padded batch: the first real token is at position 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def attention_bias(attention_mask: Tensor, prefix_len: int, dtype: torch.dtype) -> Tensor:
+    """(B, 1, T, P + T) additive mask: 0 where a query may attend, the dtype's minimum elsewhere.
+
+    Causal, padding keys hidden, every row may read the P shared prefix tokens. Each position may
+    also attend to itself, so a padding query never has an empty softmax row (which would be NaN);
+    real queries never see padding keys, so their states are exact.
+    """
+    batch, time = attention_mask.shape
+    device = attention_mask.device
+    allowed = torch.ones(time, time, dtype=torch.bool, device=device).tril()[None] & attention_mask.bool()[:, None, :]
+    allowed = allowed | torch.eye(time, dtype=torch.bool, device=device)
+    if prefix_len:
+        allowed = torch.cat([allowed.new_ones(batch, time, prefix_len), allowed], dim=-1)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+class Decoder(nn.Module):
+    """The kept decoder layers of a pretrained LLM. See the module docstring for the layer indices."""
+
+    def __init__(self, shape: DecoderShape, inv_freq: Tensor, rope_scale: float, lora: LoRASettings,
+                 layer_indices: Sequence[int], base_num_layers: int, embed_tokens: nn.Embedding | None = None,
+                 tokenizer=None) -> None:
+        super().__init__()
+        self.shape = shape
+        self.layers = nn.ModuleList(Block(shape, lora) for _ in layer_indices)
+        self.norm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)  # (D / 2,), float32 always
+        self.rope_scale = rope_scale  # YaRN-style rope types scale cos and sin
+        self.embed_tokens = embed_tokens
+        self.tokenizer = tokenizer
+        self.layer_indices = tuple(layer_indices)
+        self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
+        self._stack = self._run_layers  # torch.compile replaces it (compile_stack)
+        self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _prefix_keys_values
+        self._rope_memo: tuple | None = None  # see _rope
+
+    @property
+    def hidden_size(self) -> int:
+        return self.shape.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def embed_text(self, text: str, bos: bool = False) -> Tensor:
+        """Token embeddings (T, H) of `text`, no gradient; with `bos` the tokenizer's BOS token first
+        (for SmolLM2 that is <|im_start|>, as in its chat format). No other special tokens are added."""
+        if self.embed_tokens is None:
+            raise RuntimeError("the vocabulary was dropped; call embed_text before drop_vocabulary()")
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if bos and self.tokenizer.bos_token_id is not None:
+            ids = [self.tokenizer.bos_token_id] + ids
+        weight = self.embed_tokens.weight
+        with torch.no_grad():
+            return F.embedding(torch.tensor(ids, dtype=torch.long, device=weight.device), weight)
+
+    def drop_vocabulary(self) -> None:
+        """Free the token embedding table (vocab x hidden); embed_text no longer works."""
+        self.embed_tokens = None
+
+    def forward(self, inputs_embeds: Tensor, attention_mask: Tensor, layers: Sequence[int],
+                shared_prefix: Tensor | None = None, last_position: bool = False) -> list[Tensor]:
+        """The hidden states (B, T, H) at the requested indices, in the order asked (with
+        `last_position`, the last position's (B, H) only, and the top layer runs there alone).
+
+        inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
+        mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
+        tokens before every row, run once at batch 1. Layers above the highest index asked are not run.
+        """
+        wanted = list(layers)
+        top = self.num_layers + 1
+        if not wanted or any(not 0 <= index <= top for index in wanted):
+            raise ValueError(f"layers: expected indices in 0..{top} (0 = embeddings, {top} = final norm), got {wanted}")
+        batch, time, hidden = inputs_embeds.shape
+        if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
+            raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
+                             f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
+        device = inputs_embeds.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.norm.weight.dtype
+        with torch.autocast(device, enabled=False):  # casts are explicit: in_dtype, once per weight
+            x = inputs_embeds.to(dtype)
+            depth = min(max(wanted), self.num_layers)
+            prefix = None if shared_prefix is None else self._prefix_keys_values(shared_prefix, dtype, depth)
+            offset = 0 if shared_prefix is None else shared_prefix.shape[0]
+            rope = self._rope(positions_from_mask(attention_mask) + offset, dtype)
+            keep = tuple(sorted({index for index in wanted if 0 < index <= depth}))
+            top_at_last = last_position and time > 1
+            kept = self._stack(x.view(batch * time, hidden), rope, attention_bias(attention_mask, offset, dtype),
+                               prefix, depth, keep, top_at_last)
+            states = {index: state.view(batch, -1, hidden) for index, state in zip(keep, kept[:-1])}
+            states[0] = x
+            last = kept[-1].view(batch, -1, hidden)  # (B, 1, H) when the top layer ran at the last position only
+            if top in wanted:
+                states[top] = self.norm(last)
+            if depth in keep:
+                states[depth] = last
+        if last_position:
+            return [states[index][:, -1] for index in wanted]
+        return [states[index] for index in wanted]
+
+    def _run_layers(self, x: Tensor, rope, mask: Tensor, prefix, depth: int, keep: tuple[int, ...],
+                    top_at_last: bool) -> tuple[Tensor, ...]:
+        """Run the first `depth` layers on x (B * T, H); the states at `keep` (1-based) below the top,
+        then the top layer's (B * T, H), or (B, H) with `top_at_last`."""
+        kept = []
+        for index, layer in enumerate(self.layers[:depth], start=1):
+            x, _ = layer(x, rope, mask, None if prefix is None else prefix[index - 1], top_at_last and index == depth)
+            if index in keep and index < depth:
+                kept.append(x)
+        return (*kept, x)
+
+    def _prefix_keys_values(self, prefix: Tensor, dtype: torch.dtype, depth: int) -> list[Tensor]:
+        """The first `depth` layers' keys and values (1, nkv, P, D) of the shared prefix (P, H), run in `dtype`.
+
+        With gradients they are computed afresh, so they carry the graph to the weights. Without
+        (evaluation, a frozen teacher, the teacher cache) they are kept for as long as the weights,
+        the prefix and the autocast setting stay the same: the prefix pass is a whole extra run of
+        every layer, which a GPU pays in kernel launches however short it is.
+        """
+        if torch.is_grad_enabled():
+            return self._run_prefix(prefix.to(dtype), depth)
+        key = memo_key(self.layers, prefix, dtype)
+        if self._prefix_memo is None or self._prefix_memo[0] != key or len(self._prefix_memo[1]) < depth:
+            self._prefix_memo = (key, self._run_prefix(prefix.to(dtype), depth))
+        return self._prefix_memo[1][:depth]
+
+    def _run_prefix(self, prefix: Tensor, depth: int) -> list[Tensor]:
+        x = prefix
+        ones = torch.ones(1, prefix.shape[0], dtype=torch.long, device=prefix.device)
+        rope, mask = self._rope(positions_from_mask(ones), prefix.dtype), attention_bias(ones, 0, prefix.dtype)
+        keys_values = []
+        for layer in self.layers[:depth]:
+            x, own = layer(x, rope, mask)
+            keys_values.append(own)
+        return keys_values
+
+    def _rope(self, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(cos, sign-folded sin) for the q, k and v heads, each (B, heads, T, D) in `dtype` (see
+        `rotate`); v heads get cos 1 and sin 0, which leaves them as they are."""
+        key = (dtype, position_ids.device)
+        if self._rope_memo is None or self._rope_memo[0] != key:
+            # every position's angles once, in float32: bf16 positions would shift the angles of far ones
+            freqs = torch.arange(self.shape.max_positions, device=position_ids.device)[:, None] * self.inv_freq
+            cos, sin = freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
+            s = self.shape
+            rotated = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=position_ids.device) < s.num_heads + s.num_kv_heads
+            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype), torch.cat([-sin, sin], -1).to(dtype),
+                               rotated[:, None, None])
+        _, cos, sin, rotated = self._rope_memo
+        return (torch.where(rotated, cos[position_ids][:, None], 1.0).to(dtype),
+                torch.where(rotated, sin[position_ids][:, None], 0.0).to(dtype))
+
+    def cast_layers(self, dtype: torch.dtype) -> None:
+        """Store the decoder layers and the final norm in `dtype`; LoRA weights stay float32 (they
+        train), and so do the rotary frequencies (bf16 would shift the angles of far positions)."""
+        for name, param in self.named_parameters():
+            if "lora_" not in name and name.startswith(("layers.", "norm.")):
+                param.data = param.data.to(dtype)
+
+    def compile_stack(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """torch.compile the whole layer stack as one graph (fullgraph, static shapes). `mode`
+        "reduce-overhead" replays it as CUDA graphs; backend "aot_eager" traces without kernels (tests)."""
+        import torch._dynamo  # noqa: PLC0415
+
+        # variants: training or no-grad, top layer at the last position or not, a short last batch
+        name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
+        self._stack = torch.compile(self._run_layers, fullgraph=True, dynamic=False, backend=backend, mode=mode)
+
+
+def memo_key(layers: nn.Module, prefix: Tensor, dtype: torch.dtype) -> tuple:
+    """What the prefix's keys and values depend on: every layer weight (storage and in-place version,
+    so an optimizer step or a loaded checkpoint changes it), the prefix, and the dtype it runs in."""
+    weights = tuple((p.data_ptr(), p._version, p.dtype) for p in layers.parameters())
+    return weights, prefix.data_ptr(), prefix._version, prefix.dtype, prefix.device, dtype
