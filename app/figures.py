@@ -26,8 +26,9 @@ def loss_curves(losses: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     frame = losses.assign(run=losses["run_id"].map(labels).fillna(losses["run_id"]))
     order = [n for group in LOSS_GROUPS for n in group if n in set(frame["name"])]
     order += sorted(set(frame["name"]) - set(order))
-    fig = px.line(frame, x="step", y="value", color="run", facet_col="name", facet_col_wrap=3,
+    fig = px.line(frame, x="step", y="value", color="run", facet_col="name", facet_col_wrap=3, markers=True,
                   category_orders={"name": order}, facet_col_spacing=0.06, facet_row_spacing=0.12)
+    fig.update_traces(marker_size=4)  # markers: a term logged once is one point, which a line alone hides
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     rows = (len(order) + 2) // 3

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
+import pandas as pd
 import streamlit as st
 
 RUN, RUNS = "run", "runs"
@@ -95,3 +96,13 @@ def apply_clone(keys: dict[str, str], allowed: dict[str, list] | None = None) ->
     if notes:
         text += " Not matched by the form: " + "; ".join(notes) + "."
     return text
+
+
+def analysis_of(runs: pd.DataFrame, run_id: str) -> str:
+    """What Layers shows for a linked run: the run itself if it is an analysis, else its newest analysis
+    (one whose analysis.run or analysis.against is the run), else the run id unchanged."""
+    rows = runs[runs["run_id"] == run_id]
+    if not rows.empty and rows["kind"].iloc[0] == "analysis":
+        return run_id
+    mine = runs[(runs["kind"] == "analysis") & ((runs["analysis_run"] == run_id) | (runs["analysis_against"] == run_id))]
+    return mine.sort_values("created_at")["run_id"].iloc[-1] if not mine.empty else run_id

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import context, figures, labels, layers, launch, queries, results, stats, tour_text, widgets
+from app import context, figures, labels, layers, launch, live, queries, results, stats, tour_text, widgets
 from core import pipeline
 from core.config import RunSpec, apply_preset, to_dict
 from core.store.paths import Paths
@@ -121,7 +121,12 @@ def render_cell(t: Tour, cell: int, title: str, text: str, formula: str = "", af
         ids = launch_cell(t, cell)
         context.store().refresh(force=True)
         st.toast(f"Queued or reused {len(ids)} run(s); the worker picks them up.")
-    st.fragment(run_every=3)(_output)(t, cell)
+    live.section(_output, lambda: _moving(t, cell), t, cell, every=3)  # a timer only while its runs move
+
+
+def _moving(t: Tour, cell: int) -> bool:
+    runs = queries.runs(context.store())
+    return live.moving(runs, t.paths, cell_runs(t, runs, cell).values())
 
 
 def _output(t: Tour, cell: int) -> None:

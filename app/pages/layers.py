@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import context, figures, labels, layers, queries, widgets
+from app import context, figures, labels, layers, links, queries, widgets
 
 st.title("Layers")
 st.caption("Layer l is the residual stream after decoder layer l (0 = the input embeddings).")
@@ -15,7 +15,10 @@ if found.empty:
 else:
     found = found.sort_values("created_at", ascending=False)
     names = dict(zip(found["run_id"], found["label"]))
+    if links.select("layers_run", names, resolve=lambda r: links.analysis_of(runs, r)):
+        st.warning("The link names a run without a layer analysis here.", icon=":material/link_off:")
     run_id = st.selectbox("Analysis run", list(names), format_func=names.get, key="layers_run")
+    links.remember("layers_run")  # ?run= in the address: a reload or a shared link shows this run
 
     def export(rows):
         """A chart's rows for CSV, naming the analysis run they come from."""

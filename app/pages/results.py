@@ -6,7 +6,7 @@ With "Group seeds" on, each row is a seed group (runs that differ only in train.
 import pandas as pd
 import streamlit as st
 
-from app import context, figures, queries, results, stats, widgets
+from app import context, figures, links, queries, results, stats, widgets
 from core.compare import CompareError
 
 st.title("Results")
@@ -19,12 +19,16 @@ if done.empty:
     st.stop()
 
 labels = dict(zip(done["run_id"], done["label"]))
+if links.select("results_runs", labels, many=True):  # ?run= or ?runs= in the address (app/links.py)
+    st.warning("The link names runs that are not finished results here; they are left out.",
+               icon=":material/link_off:")
 if "results_runs" not in st.session_state:
     chosen = [r for r in st.session_state.get("runs_compare", []) if r in labels]
     st.session_state["results_runs"] = chosen or list(done["run_id"][:5])
 c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
 selected = c1.multiselect("Runs", list(labels), format_func=labels.get, key="results_runs",
                           help="Pick runs here or under Compare on the Runs page.")
+links.remember("results_runs", many=True)
 metric = c2.selectbox("Metric", list(stats.METRICS), index=stats.METRICS.index("NDCG@10"), key="results_metric")
 grouped = c3.toggle("Group seeds", value=True, key="results_group_seeds",
                     help="A picked run brings every finished run with the same settings except train.seed; "
