@@ -176,7 +176,8 @@ def blocks_note(old: int, new: int, teacher: int, student: int) -> str:
     """Why the form changed B: it must divide both depths; the valid values."""
     options = ", ".join(map(str, valid_blocks(teacher, student)))
     return (f"Blocks B changed from {old} to {new}: B must divide both the teacher depth {teacher} and the student "
-            f"depth {student}, so the valid B are {options}. Pick another B below if you prefer.")
+            f"depth {student}, so the valid B are {options}. Pick another valid B in the box above if you "
+            "prefer.")
 
 
 # --- sizes and cost --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ STATES = ("A layer's *state* is the hidden vector at the last prompt position af
 
 
 def aligned_pairs(teacher_depth: int, student_depth: int, blocks: int) -> list[tuple[int, int]]:
-    """(teacher layer k*m, student layer k*n) for k = 1..B (PAPER.md section 4)."""
+    """(teacher layer k*m, student layer k*n) for k = 1..B (docs/method.md, section 3)."""
     m, n = teacher_depth // blocks, student_depth // blocks
     return [(k * m, k * n) for k in range(1, blocks + 1)]
 
@@ -116,8 +116,9 @@ def sweep_groups(sweep: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(group_label=frame["group"].map(names))
 
 
-SWEEP_IGNORED = ("name", "backbone.depth", "sasrec_run", "train.seed", "distill.", "analysis.", "depths", "train.device",
-                 "train.compile", "train.nproc_per_node", "train.eval_batch_size")
+# Settings that are shown elsewhere in a group's label, do not apply to a teacher, or change speed only.
+SWEEP_IGNORED = ("name", "backbone.depth", "sasrec_run", "train.seed", "distill.", "analysis.", "depths",
+                 "train.device", "train.compile", "train.nproc_per_node", "train.eval_batch_size")
 
 
 def _differences(specs: dict[str, dict], most: int = 3) -> dict[str, list[str]]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from app import stats
 
-# PAPER.md section 6: sampled 1+999, percent (HR@1 / MRR), Amazon Movies and TV.
+# The paper's table (SLMRec, ICLR 2025): sampled 1+999, percent (HR@1 / MRR), Amazon Movies and TV.
 PAPER_MOVIE = {"SASRec": (5.57, 12.08), "E4SRec, 32 layers": (14.74, 19.74), "E4SRec, 8 layers": (13.32, 18.46),
                "E4SRec, 4 layers": (11.80, 17.20), "SLMRec 4←8": (15.29, 20.36)}
 REPRO_COLUMNS = [("sampled", "HR@1"), ("sampled", "HR@5"), ("sampled", "NDCG@5"), ("sampled", "MRR"),

@@ -44,7 +44,9 @@ st.subheader("Model")
 left, right = st.columns(2)
 left.selectbox("Dataset", names, key=KEYS["dataset"], **KEEP,
                on_change=lambda: st.session_state.update(shared_dataset=st.session_state[KEYS["dataset"]]))
-right.selectbox("Base LLM", bases, key=KEYS["base"], format_func=launch.base_name, **KEEP)
+right.selectbox("Base LLM", bases, key=KEYS["base"], format_func=launch.base_name, **KEEP,
+                help="The pretrained LLM (backbone.base) whose first layers teacher and student keep; the tiny "
+                     "model is random: its results show the mechanics only.")
 config = launch.model_config(paths, st.session_state[KEYS["base"]])
 layers = config["num_hidden_layers"] if config else 64
 for key in ("teacher_depth", "student_depth"):

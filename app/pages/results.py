@@ -52,7 +52,8 @@ for column, protocol in ((left, "full"), (right, "sampled")):
         if wide.empty:
             widgets.empty(f"No {protocol}-ranking test metrics for these runs.")
             continue
-        widgets.table(wide, f"results_{protocol}", csv=results.export(summary[summary["protocol"] == protocol], members))
+        csv = results.export(summary[summary["protocol"] == protocol], members)
+        widgets.table(wide, f"results_{protocol}", csv=csv)
 
 ranks = queries.final_ranks(store, list(members["run_id"]))
 if ranks.empty:

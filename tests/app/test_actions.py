@@ -130,7 +130,7 @@ def test_a_changed_block_count_is_said_with_the_valid_values(fresh, open_page):
     assert app.selectbox(key="launch_blocks").value == 1
     notes = [w.value for w in app.warning if "Blocks B changed" in w.value]
     assert notes == ["Blocks B changed from 4 to 1: B must divide both the teacher depth 8 and the student depth 3, "
-                     "so the valid B are 1. Pick another B below if you prefer."]
+                     "so the valid B are 1. Pick another valid B in the box above if you prefer."]
     assert "Valid B for teacher 8 and student 3 (divisors of both): 1" in [c.value for c in app.caption]
     app.slider(key="launch_student_depth").set_value(4).run()  # B = 1 is still valid: the note is over
     assert not [w for w in app.warning if "Blocks B changed" in w.value]

@@ -130,7 +130,7 @@ def test_launch_watch_and_inspect(lab):
             page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
             _settle(page)  # the form below is re-filled with the preset's values by the same script run
             page.get_by_role("button", name="Launch pipeline").click()
-            page.get_by_text("Queued (or reused) 4 runs").wait_for(timeout=30_000)
+            page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
             _settle(page)
             _shot(page, "launch")
 
@@ -165,3 +165,83 @@ def test_launch_watch_and_inspect(lab):
                                             for r in run_store.list_runs(root / "data" / "runs"))}
     assert specs["teacher"]["data"]["max_len"] == 10 and specs["teacher"]["backbone"]["depth"] == 4  # the tiny preset
     assert specs["student"]["backbone"]["depth"] == 2 and specs["student"]["distill"]["blocks"] == 2
+
+
+def _slider(page, label: str, value: int) -> None:
+    """Move a slider with the arrow keys, as a user can, until it shows `value`; wait for the rerun.
+
+    Each key press may start a rerun that redraws the slider, so the value is read back after each.
+    """
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label)
+    for _ in range(20):
+        shown = int(slider.locator('[data-testid="stSliderThumbValue"]').inner_text())
+        if shown == value:
+            _settle(page)
+            return
+        thumb = slider.get_by_role("slider")
+        thumb.focus()
+        thumb.press("ArrowRight" if shown < value else "ArrowLeft")
+        page.wait_for_timeout(250)
+        _settle(page)
+    raise AssertionError(f"the {label} slider did not reach {value}")
+
+
+def test_launch_form_warns_explains_b_and_counts_reuse(lab):
+    """Issue 17, defects 1-3 as a user meets them on the Launch page, launching tiny runs of seed 7."""
+    from playwright.sync_api import sync_playwright
+
+    root, url = lab
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        try:
+            page.goto(url)
+            page.get_by_text("[1] The question").wait_for(timeout=60_000)
+            _open(page, "Launch", "Launch a pipeline")
+            page.get_by_role("radio", name="tiny (seconds, random model)").click()
+            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)
+            _settle(page)
+
+            # 3. the banner counts new and reused runs, and goes when the form changes
+            seed = page.get_by_label("Seed")
+            seed.fill("7")
+            page.get_by_role("button", name="Launch pipeline").click()
+            page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
+            _settle(page)
+            _slider(page, "Student layers", 1)
+            page.get_by_text("The settings changed since your last launch").wait_for(timeout=30_000)
+            assert page.get_by_text("Queued 4 runs").count() == 0
+            page.get_by_role("button", name="Launch pipeline").click()
+            page.get_by_text("Queued 4 runs (2 reused, 2 new)").wait_for(timeout=30_000)
+            _settle(page)
+            _shot(page, "launch-reuse")
+
+            # 1. a student deeper than its teacher: the warning and the cost, before launch
+            _slider(page, "Student layers", 8)
+            page.get_by_text("The student has 8 layers and its teacher 4").wait_for(timeout=30_000)
+            page.locator('[data-testid="stCaptionContainer"]').filter(
+                has_text="2.00× slower (deeper than its teacher)").wait_for(timeout=30_000)
+            page.locator('[role="gridcell"]', has_text="2.00× slower (deeper than its teacher)").wait_for(
+                state="attached", timeout=30_000)  # the cost table's student row (a canvas grid)
+            _shot(page, "launch-deeper-student")
+
+            # 2. B changed by the depths: said beside B, with the valid values
+            _slider(page, "Teacher depth", 8)
+            _slider(page, "Student layers", 4)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Blocks B").click()
+            page.get_by_role("option", name="4", exact=True).click()
+            _settle(page)
+            _slider(page, "Student layers", 3)
+            page.get_by_text("Blocks B changed from 4 to 1").wait_for(timeout=30_000)
+            page.get_by_text("Valid B for teacher 8 and student 3 (divisors of both): 1").wait_for(timeout=30_000)
+            _shot(page, "launch-blocks")
+        finally:
+            browser.close()
+    assert not errors, errors
+    from core.store import runs as run_store
+
+    seeds = [run_store.read_spec(root / "data" / "runs", r["run_id"])["spec"]["train"]["seed"]
+             for r in run_store.list_runs(root / "data" / "runs")]
+    assert seeds.count(7) == 6  # sasrec, teacher, two students and two analyses

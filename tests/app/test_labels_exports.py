@@ -158,7 +158,8 @@ def test_every_results_export_names_its_runs(shared, open_page, exports):
     labels_of = dict(zip(exports["results_full_csv"]["run_ids"], exports["results_full_csv"]["label"]))
     paired = exports["results_paired_csv"]
     assert set(paired["A run_ids"]) == {ids["teacher"]} and set(paired["B run_ids"]) == {ids["student"]}
-    assert set(paired["A label"]) == {labels_of[ids["teacher"]]} and set(paired["B label"]) == {labels_of[ids["student"]]}
+    assert set(paired["A label"]) == {labels_of[ids["teacher"]]}
+    assert set(paired["B label"]) == {labels_of[ids["student"]]}
     assert any(c.value.startswith("**A**: teacher L8") for c in app.caption)
     diff = exports["results_config_diff_csv"].set_index("setting")
     assert sorted(diff.loc["run_ids"]) == sorted(picked)
@@ -212,7 +213,8 @@ def test_tour_marks_random_model_outputs_and_widens_the_model_column(fresh, open
         if info["kind"] in ("teacher", "student", "sasrec"):
             with EventWriter(paths.runs / run_id) as events:
                 events.append("metrics", [{"step": 1, "split": "test", "protocol": p, "model": info["kind"],
-                                           "layer": None, "metric": "NDCG@10", "value": 0.1} for p in ("full", "sampled")])
+                                           "layer": None, "metric": "NDCG@10", "value": 0.1}
+                                          for p in ("full", "sampled")])
     app = open_page("tour")  # after the runs exist (the store looks for new runs at most once a second)
     assert not app.exception, [e.value for e in app.exception]
     table = next(d for d in app.dataframe if "model" in d.value.columns and "seeds" in d.value.columns)
