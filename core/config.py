@@ -60,7 +60,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
-    compile: str = "auto"  # torch.compile the backbone: auto (on for CUDA, off elsewhere) | on | off
+    compile: str = "auto"  # torch.compile the backbone: auto (on for CUDA, off elsewhere) | on | off | graphs (CUDA graphs)
     eval_users: int = 0  # evaluate on the first eval_users users only (0: all)
     # Processes (one per GPU) per node, launched by torchrun; batch_size stays the global batch, so
     # the count changes speed, not results, and is left out of settings_hash (core/train/distributed.py).
@@ -271,7 +271,8 @@ def validate(spec: RunSpec) -> None:
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
     _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
     _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")
-    _check(t.compile in ("auto", "on", "off"), f"train.compile: expected auto, on or off, got '{t.compile}'")
+    _check(t.compile in ("auto", "on", "off", "graphs"),
+           f"train.compile: expected auto, on, off or graphs, got '{t.compile}'")
     _check(spec.sasrec.hidden % spec.sasrec.heads == 0,
            f"sasrec.hidden: {spec.sasrec.hidden} is not divisible by sasrec.heads={spec.sasrec.heads}")
     _check(b.depth >= 1, f"backbone.depth: expected >= 1, got {b.depth}")

@@ -104,10 +104,18 @@ class Projection(nn.Module):
         out = F.linear(x, in_dtype(self.weight, x.dtype), bias)
         if self.lora_dropout > 0:
             x = F.dropout(x, self.lora_dropout, self.training)
-        deltas = [F.linear(F.linear(x, self.lora_A[p].to(x.dtype)), self.lora_B[p].to(x.dtype)) if p in self.lora_A
-                  else x.new_zeros(x.shape[0], size) for p, size in self.parts.items()]
-        delta = deltas[0] if len(deltas) == 1 else torch.cat(deltas, dim=-1)
-        return out + delta * self.lora_scale
+        a, b = self.adapters()
+        return out.add(F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype)), alpha=self.lora_scale)
+
+    def adapters(self) -> tuple[Tensor, Tensor]:
+        """Every targeted part's A stacked (k r, in) and their B's block-diagonal (out, k r), zero rows
+        for untargeted parts: scale * B A is the whole projection's update, in two matrix products."""
+        first = next(iter(self.lora_B.values()))
+        targeted = [self.lora_A[p] for p in self.parts if p in self.lora_A]  # in output order (a ParameterDict sorts)
+        a = torch.cat(targeted) if len(targeted) > 1 else targeted[0]
+        b = torch.block_diag(*(self.lora_B[p] if p in self.lora_B else first.new_zeros(size, 0)
+                               for p, size in self.parts.items()))
+        return a, b
 
     def merged_weight(self, dtype: torch.dtype) -> Tensor:
         """weight + scale * B A in `dtype`: what the projection computes without dropout, in one matrix
@@ -116,11 +124,19 @@ class Projection(nn.Module):
         key = (dtype, *((p.data_ptr(), p._version) for p in (self.weight, *self.lora_A.values(), *self.lora_B.values())))
         if self._merged is None or self._merged[0] != key:
             with torch.no_grad():
-                delta = torch.cat([self.lora_B[p].float() @ self.lora_A[p].float() if p in self.lora_A else
-                                   self.lora_A[next(iter(self.lora_A))].new_zeros(size, self.weight.shape[1])
-                                   for p, size in self.parts.items()])
-                self._merged = (key, (self.weight.float() + self.lora_scale * delta).to(dtype))
+                a, b = self.adapters()
+                self._merged = (key, (self.weight.float() + self.lora_scale * (b.float() @ a.float())).to(dtype))
         return self._merged[1]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """How a layer's input rows (R, H) are laid out: the shared prefix's own `prefix` rows first (when
+    it runs along with the batch, so that gradients reach it), then `batch` x `time` rows."""
+
+    batch: int
+    time: int
+    prefix: int = 0
 
 
 class Attention(nn.Module):
@@ -132,37 +148,56 @@ class Attention(nn.Module):
                                                         "v_proj": kv}, shape.qkv_bias, lora)
         self.o_proj = Projection(shape.num_heads * shape.head_dim, {"o_proj": shape.hidden_size}, False, lora)
 
-    def forward(self, x: Tensor, rope, mask: Tensor, prefix: Tensor | None, last_only: bool) -> tuple[Tensor, Tensor]:
-        """(output (B * T, H), or (B, H) with `last_only`; this call's own keys and values (B, 2 nkv, T, D))
-        for x (B * T, H). `prefix` (1, 2 nkv, P, D): the shared prefix's keys and values, before every row's."""
+    def forward(self, x: Tensor, rope, mask: Tensor, rows: Rows, prefix: Tensor | None, top: bool,
+                last_only: bool) -> tuple[Tensor, Tensor]:
+        """(output rows, the batch's own keys and values (B, 2 nkv, T, D)) for x (R, H).
+
+        Output rows as the input's, less the prefix's at the `top` layer (nothing reads them) and
+        only each row's last position with `last_only`. `prefix` (1, 2 nkv, P, D): the shared
+        prefix's keys and values when they are given rather than computed from prefix rows.
+        """
         s = self.shape
-        batch, _, time, _ = rope[0].shape
-        # one (B, heads, T, D) tensor of q, k and v heads, rotated at once (the v heads' rotation is the identity)
-        qkv = rotate(self.qkv_proj(x).view(batch, time, -1, s.head_dim).transpose(1, 2), *rope)
-        q, kv = qkv.split([s.num_heads, 2 * s.num_kv_heads], dim=1)
-        own = kv
-        if prefix is not None:
-            kv = torch.cat([prefix.expand(batch, -1, -1, -1), kv], dim=2)
+        # every row's q, k and v heads, rotated at once (the v heads' rotation is the identity)
+        qkv = rotate(self.qkv_proj(x).view(x.shape[0], -1, s.head_dim), *rope)  # (R, heads, D)
+        q, own = heads(qkv[rows.prefix:], rows.batch, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
+        outputs = []
+        if rows.prefix:
+            prefix_q, prefix = heads(qkv[:rows.prefix], 1, rows.prefix).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
+            if not top:
+                outputs.append(flat(attend(prefix_q, *prefix.split(s.num_kv_heads, dim=1), None)))
+        kv = own if prefix is None else torch.cat([prefix.expand(rows.batch, -1, -1, -1), own], dim=2)
         if last_only:
             q, mask = q[:, :, -1:], mask[:, :, -1:]
-        out = attend(q, *kv.split(s.num_kv_heads, dim=1), mask)  # (B, nh, T', D)
-        return self.o_proj(out.transpose(1, 2).reshape(batch * out.shape[2], -1)), own
+        outputs.append(flat(attend(q, *kv.split(s.num_kv_heads, dim=1), mask)))
+        return self.o_proj(outputs[0] if len(outputs) == 1 else torch.cat(outputs)), own
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """SDPA with grouped key/value heads. CPU kernels take the groups as they are; on other devices a
-    masked grouped call falls back to the slow math kernel, so the key/value heads are repeated."""
-    if q.device.type == "cpu" or q.shape[1] == k.shape[1]:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+def heads(rows: Tensor, batch: int, time: int) -> Tensor:
+    """(B * T, heads, D) rows as (B, heads, T, D), the layout attention takes."""
+    return rows.view(batch, time, *rows.shape[1:]).transpose(1, 2)
+
+
+def flat(attended: Tensor) -> Tensor:
+    """(B, heads, T, D) back to rows (B * T, heads * D)."""
+    batch, _, time, _ = attended.shape
+    return attended.transpose(1, 2).reshape(batch * time, -1)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """SDPA with grouped key/value heads; no mask means causal. CPU kernels take the groups as they
+    are; on other devices a masked grouped call falls back to the slow math kernel, so the key/value
+    heads are repeated there."""
+    grouped = q.shape[1] != k.shape[1]
+    if grouped and mask is not None and q.device.type != "cpu":
+        groups = q.shape[1] // k.shape[1]
+        k, v, grouped = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1), False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=grouped)
 
 
 def rotate(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     """Rotary embedding as the LLaMA reference writes it, x cos + rotate_half(x) sin with
     rotate_half(x) = (-x2, x1): here the halves are swapped (a roll by D / 2) and the sign lives in
-    `sin_signed`. x (B, heads, T, D); the tables broadcast to it."""
+    `sin_signed`. x (R, heads, D) and the tables alike."""
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
@@ -188,13 +223,14 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
         self.mlp = MLP(shape, lora)
 
-    def forward(self, x: Tensor, rope, mask: Tensor, prefix: Tensor | None = None, last_only: bool = False):
-        """(output, own keys and values) for x (B * T, H), rows in (batch, time) order; with
-        `last_only` the output is that of each row's last position, (B, H)."""
-        attended, keys_values = self.self_attn(self.input_layernorm(x), rope, mask, prefix, last_only)
+    def forward(self, x: Tensor, rope, mask: Tensor, rows: Rows, prefix: Tensor | None = None, top: bool = False,
+                last_only: bool = False) -> tuple[Tensor, Tensor]:
+        """(output rows, the batch's own keys and values) for x (R, H); see Attention.forward."""
+        attended, keys_values = self.self_attn(self.input_layernorm(x), rope, mask, rows, prefix, top, last_only)
+        if top:
+            x = x[rows.prefix:]
         if last_only:
-            batch, _, time, _ = rope[0].shape
-            x = x.view(batch, time, -1)[:, -1]
+            x = x.view(rows.batch, rows.time, -1)[:, -1]
         x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x)), keys_values
 
@@ -242,6 +278,7 @@ class Decoder(nn.Module):
         self.layer_indices = tuple(layer_indices)
         self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
         self._stack = self._run_layers  # torch.compile replaces it (compile_stack)
+        self._static_batches: list[int] | None = None  # the batch sizes the compiled stack has seen
         self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _prefix_keys_values
         self._rope_memo: tuple | None = None  # see _rope
 
@@ -286,80 +323,99 @@ class Decoder(nn.Module):
         if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
             raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
                              f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
+        real = batch  # rows beyond it are padding (a compiled stack's short batch)
+        if self._static_batches is not None:
+            inputs_embeds, attention_mask = self._pad_batch(inputs_embeds, attention_mask)
+            batch = inputs_embeds.shape[0]
         device = inputs_embeds.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.norm.weight.dtype
-        with torch.autocast(device, enabled=False):  # casts are explicit: in_dtype, once per weight
+        depth = min(max(wanted), self.num_layers)
+        keep = tuple(sorted({index for index in wanted if 0 < index <= depth}))
+        with torch.autocast(device, enabled=False):  # casts are explicit (in_dtype), once per weight and step
             x = inputs_embeds.to(dtype)
-            depth = min(max(wanted), self.num_layers)
-            prefix = None if shared_prefix is None else self._prefix_keys_values(shared_prefix, dtype, depth)
             offset = 0 if shared_prefix is None else shared_prefix.shape[0]
-            rope = self._rope(positions_from_mask(attention_mask) + offset, dtype)
-            keep = tuple(sorted({index for index in wanted if 0 < index <= depth}))
-            top_at_last = last_position and time > 1
-            kept = self._stack(x.view(batch * time, hidden), rope, attention_bias(attention_mask, offset, dtype),
-                               prefix, depth, keep, top_at_last)
+            positions = (positions_from_mask(attention_mask) + offset).flatten()
+            rows, given, x_rows = Rows(batch, time), None, x.view(batch * time, hidden)
+            if shared_prefix is not None and torch.is_grad_enabled():
+                # the prefix's rows run along with the batch's (one projection per layer for both),
+                # so gradients reach the weights through its keys and values
+                rows = Rows(batch, time, offset)
+                x_rows = torch.cat([shared_prefix.to(dtype), x_rows])
+                positions = torch.cat([torch.arange(offset, device=positions.device), positions])
+            elif shared_prefix is not None:
+                given = self._kept_prefix(shared_prefix, dtype, depth)
+            kept = self._stack(x_rows, self._rope(positions, dtype), attention_bias(attention_mask, offset, dtype),
+                               rows, given, depth, keep, last_position and time > 1)
             states = {index: state.view(batch, -1, hidden) for index, state in zip(keep, kept[:-1])}
             states[0] = x
             last = kept[-1].view(batch, -1, hidden)  # (B, 1, H) when the top layer ran at the last position only
+            states[depth] = last
             if top in wanted:
                 states[top] = self.norm(last)
-            if depth in keep:
-                states[depth] = last
+        if real < batch:
+            states = {index: state[:real] for index, state in states.items()}
         if last_position:
             return [states[index][:, -1] for index in wanted]
         return [states[index] for index in wanted]
 
-    def _run_layers(self, x: Tensor, rope, mask: Tensor, prefix, depth: int, keep: tuple[int, ...],
-                    top_at_last: bool) -> tuple[Tensor, ...]:
-        """Run the first `depth` layers on x (B * T, H); the states at `keep` (1-based) below the top,
-        then the top layer's (B * T, H), or (B, H) with `top_at_last`."""
+    def _pad_batch(self, inputs_embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Pad a batch with empty rows up to the smallest batch size the compiled stack has seen, so a
+        short last batch reuses its graph (and CUDA graph) instead of compiling another. The padded
+        rows are sliced off the states, so no loss or gradient ever sees them."""
+        batch = inputs_embeds.shape[0]
+        sizes = [size for size in self._static_batches if size >= batch]
+        if not sizes:
+            self._static_batches.append(batch)
+            return inputs_embeds, attention_mask
+        extra = min(sizes) - batch
+        if not extra:
+            return inputs_embeds, attention_mask
+        return (torch.cat([inputs_embeds, inputs_embeds.new_zeros(extra, *inputs_embeds.shape[1:])]),
+                torch.cat([attention_mask, attention_mask.new_zeros(extra, attention_mask.shape[1])]))
+
+    def _run_layers(self, x: Tensor, rope, mask: Tensor, rows: Rows, given: list[Tensor] | None, depth: int,
+                    keep: tuple[int, ...], top_at_last: bool) -> tuple[Tensor, ...]:
+        """Run the first `depth` layers on the rows x (R, H): the batch's states (B * T, H) at `keep`
+        (1-based) below the top, then the top layer's (B * T, H), or (B, H) with `top_at_last`."""
         kept = []
         for index, layer in enumerate(self.layers[:depth], start=1):
-            x, _ = layer(x, rope, mask, None if prefix is None else prefix[index - 1], top_at_last and index == depth)
-            if index in keep and index < depth:
-                kept.append(x)
+            top = index == depth
+            x, _ = layer(x, rope, mask, rows, None if given is None else given[index - 1], top, top_at_last and top)
+            if index in keep and not top:
+                kept.append(x[rows.prefix:])
         return (*kept, x)
 
-    def _prefix_keys_values(self, prefix: Tensor, dtype: torch.dtype, depth: int) -> list[Tensor]:
-        """The first `depth` layers' keys and values (1, nkv, P, D) of the shared prefix (P, H), run in `dtype`.
-
-        With gradients they are computed afresh, so they carry the graph to the weights. Without
-        (evaluation, a frozen teacher, the teacher cache) they are kept for as long as the weights,
-        the prefix and the autocast setting stay the same: the prefix pass is a whole extra run of
-        every layer, which a GPU pays in kernel launches however short it is.
-        """
-        if torch.is_grad_enabled():
-            return self._run_prefix(prefix.to(dtype), depth)
+    def _kept_prefix(self, prefix: Tensor, dtype: torch.dtype, depth: int) -> list[Tensor]:
+        """The first `depth` layers' keys and values (1, 2 nkv, P, D) of the shared prefix (P, H), run
+        in `dtype` and kept (no gradients flow here: evaluation, a frozen teacher, the teacher cache)
+        while the weights, the prefix and the dtype stay the same: the prefix pass is a whole extra
+        run of every layer, which a GPU pays in kernel launches however short it is."""
         key = memo_key(self.layers, prefix, dtype)
         if self._prefix_memo is None or self._prefix_memo[0] != key or len(self._prefix_memo[1]) < depth:
-            self._prefix_memo = (key, self._run_prefix(prefix.to(dtype), depth))
+            x, rows = prefix.to(dtype), Rows(1, prefix.shape[0])
+            rope = self._rope(torch.arange(prefix.shape[0], device=prefix.device), dtype)
+            mask = attention_bias(torch.ones(1, prefix.shape[0], device=prefix.device), 0, dtype)
+            keys_values = []
+            for layer in self.layers[:depth]:
+                x, own = layer(x, rope, mask, rows)
+                keys_values.append(own)
+            self._prefix_memo = (key, keys_values)
         return self._prefix_memo[1][:depth]
 
-    def _run_prefix(self, prefix: Tensor, depth: int) -> list[Tensor]:
-        x = prefix
-        ones = torch.ones(1, prefix.shape[0], dtype=torch.long, device=prefix.device)
-        rope, mask = self._rope(positions_from_mask(ones), prefix.dtype), attention_bias(ones, 0, prefix.dtype)
-        keys_values = []
-        for layer in self.layers[:depth]:
-            x, own = layer(x, rope, mask)
-            keys_values.append(own)
-        return keys_values
-
-    def _rope(self, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """(cos, sign-folded sin) for the q, k and v heads, each (B, heads, T, D) in `dtype` (see
-        `rotate`); v heads get cos 1 and sin 0, which leaves them as they are."""
-        key = (dtype, position_ids.device)
+    def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(cos, sign-folded sin) of each row's position (R,), for its q, k and v heads: each (R, heads, D)
+        in `dtype` (see `rotate`); v heads get cos 1 and sin 0, which leaves them as they are."""
+        key = (dtype, positions.device)
         if self._rope_memo is None or self._rope_memo[0] != key:
             # every position's angles once, in float32: bf16 positions would shift the angles of far ones
-            freqs = torch.arange(self.shape.max_positions, device=position_ids.device)[:, None] * self.inv_freq
+            freqs = torch.arange(self.shape.max_positions, device=positions.device)[:, None] * self.inv_freq
             cos, sin = freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
             s = self.shape
-            rotated = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=position_ids.device) < s.num_heads + s.num_kv_heads
-            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype), torch.cat([-sin, sin], -1).to(dtype),
-                               rotated[:, None, None])
+            rotated = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=positions.device) < s.num_heads + s.num_kv_heads
+            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype)[:, None], torch.cat([-sin, sin], -1).to(dtype)[:, None],
+                               rotated[:, None])
         _, cos, sin, rotated = self._rope_memo
-        return (torch.where(rotated, cos[position_ids][:, None], 1.0).to(dtype),
-                torch.where(rotated, sin[position_ids][:, None], 0.0).to(dtype))
+        return torch.where(rotated, cos[positions], 1.0), torch.where(rotated, sin[positions], 0.0)
 
     def cast_layers(self, dtype: torch.dtype) -> None:
         """Store the decoder layers and the final norm in `dtype`; LoRA weights stay float32 (they
@@ -377,6 +433,7 @@ class Decoder(nn.Module):
         name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         self._stack = torch.compile(self._run_layers, fullgraph=True, dynamic=False, backend=backend, mode=mode)
+        self._static_batches = []
 
 
 def memo_key(layers: nn.Module, prefix: Tensor, dtype: torch.dtype) -> tuple:

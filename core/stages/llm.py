@@ -22,7 +22,7 @@ from core.models.llmrec import LLMRec
 from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
-from core.train.device import autocast, compile_enabled, frozen_weights_dtype, peak_memory_mb, seed_everything
+from core.train.device import autocast, compile_mode, frozen_weights_dtype, peak_memory_mb, seed_everything
 from core.train.distributed import SINGLE, Dist
 
 
@@ -61,8 +61,9 @@ def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapte
     """Backbone (truncated, LoRA/full/frozen) plus the recommender's maps, on the run's device."""
     dtype = frozen_weights_dtype(ctx.device, spec.train.precision, spec.backbone.training)
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device, dtype)
-    if compile_enabled(spec.train.compile, ctx.device):
-        backbone.compile_stack()  # the first steps pay the compilation
+    mode = compile_mode(spec.train.compile, ctx.device)
+    if mode:
+        backbone.compile_stack(mode=None if mode == "default" else mode)  # the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 

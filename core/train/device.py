@@ -66,10 +66,16 @@ def frozen_weights_dtype(device: torch.device, precision: str, training: str) ->
     return torch.bfloat16 if training != "full" and uses_bf16(device, precision) else torch.float32
 
 
-def compile_enabled(setting: str, device: torch.device) -> bool:
-    """Whether train.compile asks for torch.compile on this device ('auto': CUDA only, where it
-    pays; on CPU the compilation costs more than a short run saves)."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+def compile_mode(setting: str, device: torch.device) -> str | None:
+    """What train.compile asks for on this device: None (eager), "default" (torch.compile of the whole
+    layer stack) or "reduce-overhead" (compiled and replayed as CUDA graphs: `graphs`, CUDA only).
+    'auto' compiles on CUDA only, where it pays; on CPU the compilation costs more than a short run saves."""
+    if setting == "graphs":
+        if device.type != "cuda":
+            raise ValueError(f"train.compile: graphs (CUDA graphs) needs a CUDA device; this run is on {device}. "
+                             "Use --compile on (or auto) instead")
+        return "reduce-overhead"
+    return "default" if setting == "on" or (setting == "auto" and device.type == "cuda") else None
 
 
 def inference_autocast(device: torch.device, precision: str = "auto"):

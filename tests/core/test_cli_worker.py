@@ -184,7 +184,7 @@ def test_compile_option_reaches_the_spec_and_bad_values_are_refused(project, cap
     assert code == 0
     assert spec_of(project, out["runs"][-1]["run_id"])["spec"]["train"]["compile"] == "off"
     assert main(["--root", str(project), "submit", "teacher", "--preset", "tiny", "--compile", "yes"]) == 2
-    assert "train.compile: expected auto, on or off, got 'yes'" in capsys.readouterr().err
+    assert "train.compile: expected auto, on, off or graphs, got 'yes'" in capsys.readouterr().err
 
 
 def test_eval_batch_size_option_reaches_the_spec_and_negatives_are_refused(project, capsys):

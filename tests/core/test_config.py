@@ -29,7 +29,7 @@ def test_unknown_keys_are_named():
     ("backbone", "depth", 0, "backbone.depth: expected >= 1, got 0"),
     ("backbone", "training", "qlora", "backbone.training: expected lora, full or frozen, got 'qlora'"),
     ("distill", "lambda_cos", -1.0, "distill.lambda_cos: expected >= 0, got -1.0"),
-    ("train", "compile", "yes", "train.compile: expected auto, on or off, got 'yes'"),
+    ("train", "compile", "yes", "train.compile: expected auto, on, off or graphs, got 'yes'"),
     ("train", "eval_batch_size", -1, "train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA, batch_size elsewhere), got -1"),
 ])
 def test_invalid_settings_give_the_field_and_expectation(section, field, value, message):

@@ -91,8 +91,8 @@ def test_padding_is_never_predicted():
 
 def _count_layer_calls(rec):
     calls = []
-    # the batch size of each call (the rotary tables are (B, T, 1, D))
-    rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[1][0].shape[0]))
+    # the batch size of each call (a layer's fourth argument is its row layout, core.models.decoder.Rows)
+    rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[3].batch))
     return calls
 
 
@@ -174,3 +174,26 @@ def test_the_compiled_stack_traces_the_prefix_and_last_position_paths_as_one_gra
     counters = torch._dynamo.utils.counters
     assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
     assert counters["frames"]["total"] == counters["frames"]["ok"]  # every traced frame compiled
+
+
+def test_a_compiled_stack_pads_a_short_batch_to_a_size_it_has_seen_and_drops_the_padding():
+    """Static shapes: the last short batch reuses the compiled graph; its padded rows reach no output,
+    loss or gradient."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager, compiled = model(), model()
+    compiled.backbone.compile_stack(backend="aot_eager")
+    full, short = torch.tensor([[0, 3, 7], [1, 2, 3], [4, 5, 6]]), torch.tensor([[2, 9, 1]])
+    results = []
+    for rec in (eager.eval(), compiled.eval()):
+        rec.loss(full, torch.tensor([4, 5, 6]))  # the compiled stack sees batch 3 first
+        loss = rec.loss(short, torch.tensor([7]))
+        lora = [p for n, p in rec.named_parameters() if "lora_A" in n]
+        results.append((loss.detach(), torch.autograd.grad(loss, lora)))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads_a, grads_b))
+    assert compiled.backbone._static_batches == [3]  # the batch of 1 ran padded to 3, no new size
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # one graph for both batches
