@@ -15,7 +15,6 @@ import pytest
 import streamlit
 
 from app import labels, launch, tour
-from app.layers import sweep_key
 from bench.fixture_store import planted_ranks, write_planted
 from core import pipeline
 from core.config import apply_preset, settings_hash, to_dict
@@ -119,6 +118,8 @@ def test_depth_sweep_groups_teachers_by_every_setting_but_depth(tmp_path, monkey
     line = next(t for t in sweep["data"] if t.get("mode") == "lines+markers")
     assert _numbers(line["y"]) == pytest.approx([0.25, 0.5, 0.75])  # the longest group, one run per depth
     assert set(exports["layers_depth_sweep_csv"]["run_id"]) == set(long.values())
+    from app.layers import sweep_key
+
     spec = json.dumps(run_store.read_spec(paths.runs, short[1])["spec"])
     app.selectbox(key="layers_sweep_group").set_value(sweep_key(spec)).run()
     assert set(exports["layers_depth_sweep_csv"]["run_id"]) == set(short.values())
