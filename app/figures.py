@@ -16,6 +16,16 @@ MODEL_COLORS = {"teacher": "#d62728", "student": "#1f77b4", "student-adapter": "
 HEIGHT = 380
 
 
+RANDOM = "random model: mechanics only"
+
+
+def mark_random(fig: go.Figure, random: bool) -> go.Figure:
+    """Say in the figure's own title (so its PNG says it too) when it shows the tiny random model."""
+    if random:
+        fig.update_layout(title=f"{fig.layout.title.text} ({RANDOM})")
+    return fig
+
+
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), legend_title_text="")
     return fig

@@ -147,9 +147,7 @@ def tiny(t: Tour) -> bool:
 
 def _chart(t: Tour, fig: go.Figure, data: pd.DataFrame, runs: pd.DataFrame, key: str) -> None:
     """A cell's chart: marked in its own title when the model is random; its CSV names the runs."""
-    if tiny(t):
-        fig.update_layout(title=f"{fig.layout.title.text} ({tour_text.TINY})")
-    widgets.chart(fig, labels.with_labels(data, runs), key)
+    widgets.chart(figures.mark_random(fig, tiny(t)), labels.with_labels(data, runs), key)
 
 
 def _state(by_id: pd.DataFrame, run_id: str) -> str:

@@ -72,7 +72,7 @@ which this cell adds. Metrics are reported under both protocols: full ranking ov
 (primary) and the paper's sampled 1 + 999, with 95% bootstrap intervals over test users.
 """
 
-TINY = "random model: mechanics only"
+TINY = "random model: mechanics only"  # as app/figures.py RANDOM, which marks the charts
 TINY_NOTE = ("**Size tiny: a random 8-layer model.** It runs in seconds and shows how each step works; its numbers "
              "say nothing about the method (" + TINY + "). Pick cpu-quick for SmolLM2-135M.")
 SPECS_NOTE = ("`distill.teacher_states: cached`: the frozen teacher's aligned states are computed once per run and "

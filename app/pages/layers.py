@@ -20,9 +20,12 @@ else:
     run_id = st.selectbox("Analysis run", list(names), format_func=names.get, key="layers_run")
     links.remember("layers_run")  # ?run= in the address: a reload or a shared link shows this run
 
-    def export(rows):
-        """A chart's rows for CSV, naming the analysis run they come from."""
-        return labels.with_labels(rows.assign(run_id=run_id)[["run_id", *rows.columns]], runs)
+    random = bool((runs.loc[runs["run_id"] == run_id, "base"] == "tiny").any())
+
+    def chart(fig, rows, key):
+        """The run's chart, marked when its model is random; its CSV names the analysis run."""
+        data = labels.with_labels(rows.assign(run_id=run_id)[["run_id", *rows.columns]], runs)
+        widgets.chart(figures.mark_random(fig, random), data, key)
 
     info = layers.analysed(runs, run_id)
     st.caption(layers.subject(runs, run_id, info))
@@ -39,8 +42,8 @@ else:
     for (a_model, b_model), rows in sorted(sim.groupby(["a_model", "b_model"]), key=lambda g: layers.order(*g[0])):
         pairs = layers.pairs_for(a_model, b_model, info)
         title = f"{measure.upper()}: {a_model} × {b_model}" + (" (squares: aligned blocks)" if pairs else "")
-        widgets.chart(figures.similarity_heatmap(rows, title, measure, pairs=pairs), export(rows),
-                      f"layers_{measure}_{a_model}_{b_model}")
+        chart(figures.similarity_heatmap(rows, title, measure, pairs=pairs), rows,
+              f"layers_{measure}_{a_model}_{b_model}")
 
     st.header("Angular distance between layer l and layer l + n")
     angular = queries.similarity(store, run_id, "angular")
@@ -48,15 +51,15 @@ else:
     if angular.empty:
         widgets.empty("No angular-distance rows in this run.")
     for model, rows in angular.groupby("a_model", sort=False):
-        widgets.chart(figures.angular_triangle(rows, f"{model}: small values = layers that could be dropped"),
-                      export(rows), f"layers_angular_{model}")
+        chart(figures.angular_triangle(rows, f"{model}: small values = layers that could be dropped"), rows,
+              f"layers_angular_{model}")
 
     st.header("Block influence")
     influence = queries.similarity(store, run_id, "block_influence")
     if influence.empty:
         widgets.empty("No block-influence rows in this run.")
     else:
-        widgets.chart(figures.block_influence_bars(influence), export(influence), "layers_block_influence")
+        chart(figures.block_influence_bars(influence), influence, "layers_block_influence")
 
     st.header("Per-layer readout")
     readout = queries.layer_metrics(store, [run_id])
@@ -75,7 +78,8 @@ else:
         st.caption(layers.glossary(rows["model"]))
         ids = [r for r in (info["teacher"], info["student"], run_id) if r]
         sasrec = queries.sasrec_reference(store, runs, ids, metric, protocol)
-        widgets.chart(figures.readout_curves(rows, metric, sasrec), labels.with_labels(rows, runs), "layers_readout")
+        widgets.chart(figures.mark_random(figures.readout_curves(rows, metric, sasrec), random),
+                      labels.with_labels(rows, runs), "layers_readout")
 
 st.header("Depth sweep")
 c1, c2 = st.columns(2)
@@ -96,5 +100,6 @@ if not sweep.empty:
                               "budget and seed. Runs that differ in anything else are a group of their own.")
     sweep = sweep[sweep["group"] == group]
     sasrec = queries.sasrec_reference(store, runs, list(sweep["run_id"]), sweep_metric, sweep_protocol)
-    widgets.chart(figures.depth_sweep(sweep, sweep_metric, sasrec), labels.with_labels(sweep, runs),
-                  "layers_depth_sweep")
+    figure = figures.depth_sweep(sweep, sweep_metric, sasrec)
+    figure = figures.mark_random(figure, bool((sweep["base"] == "tiny").any()))
+    widgets.chart(figure, labels.with_labels(sweep, runs), "layers_depth_sweep")

@@ -40,6 +40,10 @@ groups = queries.seed_groups(store)
 members = stats.members(done, groups, selected, grouped)
 units = stats.units(done, members)
 summary = stats.summarise(queries.final_metrics(store, list(members["run_id"])), members)
+random = bool((units.loc[units["kind"].isin(["teacher", "student"]), "base"] == "tiny").any())
+if random:
+    st.info(f"Some picked runs use the tiny random model ({figures.RANDOM}): their numbers show how the pipeline "
+            "works, not what the method does.", icon=":material/science:")
 
 st.header("Both protocols")
 st.caption("Full ranking over every item (history masked) is primary; sampled ranks the target among 999 fixed "
@@ -61,7 +65,8 @@ if ranks.empty:
 else:
     table = stats.metric_table(ranks, metric, members).merge(units[["unit", "kind", "label"]], on="unit")
     table = table[table["model"] == table["kind"]]
-    widgets.chart(figures.metric_bars(table, metric), results.export(table, members), "results_ci")
+    widgets.chart(figures.mark_random(figures.metric_bars(table, metric), random), results.export(table, members),
+                  "results_ci")
 
 st.header("Paired comparison")
 options = list(units["unit"])
@@ -118,7 +123,8 @@ if len(parallel) < 2:
     widgets.empty("Needs two or more finished teacher or student runs among the picked runs.")
 else:
     dims = ["teacher layers", "student layers", "blocks", "λ1 cos", "λ2 norm", "λ3 sup", "lr"]
-    widgets.chart(figures.parallel_coordinates(parallel, dims, metric), parallel, "results_parallel")
+    widgets.chart(figures.mark_random(figures.parallel_coordinates(parallel, dims, metric), random), parallel,
+                  "results_parallel")
 
 st.header("Cost against quality")
 if ranks.empty:
@@ -129,4 +135,5 @@ else:
         widgets.empty("None of the selected runs reports its inference parameters yet (teacher and student runs "
                       "do when they finish).")
     else:
-        widgets.chart(figures.tradeoff(trade, metric), results.export(trade, members), "results_tradeoff")
+        widgets.chart(figures.mark_random(figures.tradeoff(trade, metric), random), results.export(trade, members),
+                      "results_tradeoff")

@@ -114,7 +114,7 @@ def test_depth_sweep_groups_teachers_by_every_setting_but_depth(tmp_path, monkey
     assert len(names) == 2  # max_len 10 and max_len 1 are not averaged into one point
     assert any("data.max_len=10 · depths 1, 2, 4" in n for n in names)
     assert any("data.max_len=1 · depths 1, 2" in n for n in names)
-    sweep = next(f for f in figures(app) if f["layout"]["title"]["text"].endswith("by depth"))
+    sweep = next(f for f in figures(app) if f["layout"]["title"]["text"].startswith("HR@10 by depth"))
     line = next(t for t in sweep["data"] if t.get("mode") == "lines+markers")
     assert _numbers(line["y"]) == pytest.approx([0.25, 0.5, 0.75])  # the longest group, one run per depth
     assert set(exports["layers_depth_sweep_csv"]["run_id"]) == set(long.values())
@@ -170,7 +170,8 @@ def test_settings_against_quality_plots_only_the_picked_runs(shared, open_page, 
     root, ids = shared
     app = _results(open_page, [ids["teacher"], ids["student"]])
     parallel = next(f for f in figures(app) if f["layout"]["title"]["text"].startswith("Settings against"))
-    assert parallel["layout"]["title"]["text"] == "Settings against NDCG@10 (2 picked runs)"
+    title = "Settings against NDCG@10 (2 picked runs) (random model: mechanics only)"  # tiny runs: said in the title
+    assert parallel["layout"]["title"]["text"] == title
     assert len(_numbers(parallel["data"][0]["dimensions"][0]["values"])) == 2
     assert any("Only the teacher and student runs picked above" in c.value for c in app.caption)
 
