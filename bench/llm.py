@@ -53,15 +53,17 @@ def random_backbone(depth: int, device, training: str = "lora", layers: int = 30
                               device, frozen_weights_dtype(torch.device(device), precision, training))
 
 
-def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool = False,
+def recommender(depth: int, shape: Shape, device, adapters=(), compiled: bool | str = False,
                 training: str = "lora", dims: dict | None = None, precision: str = "auto") -> LLMRec:
+    """The recommender of a stage; `compiled`: True or "graphs" compiles its layer stack (graphs: replayed
+    as CUDA graphs), as core.stages.llm.build_model does under train.compile on / graphs."""
     torch.manual_seed(0)
     table = torch.randn(shape.n_items + 1, 128)
     # the byte tokenizer gives one token per character: a prompt of exactly `prompt_tokens` tokens
     prompt = "x" * (shape.prompt_tokens - 2) + "{items}" + "?"
     backbone = random_backbone(depth, device, training=training, dims=dims, precision=precision)
     if compiled:
-        backbone.compile_stack()  # as core.stages.llm.build_model does under train.compile
+        backbone.compile_stack(mode="reduce-overhead" if compiled == "graphs" else None)
     return LLMRec(backbone, table, prompt, adapters).to(device)
 
 
@@ -160,8 +162,8 @@ def _measures(teacher: LLMRec, student: LLMRec, data: Examples, users: Examples,
 
 
 def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: int, blocks: int,
-        compiled: bool = False, repeats: int = 3) -> list[dict]:
-    """Every LLM measurement on one machine, as JSON-able rows (`compiled`: torch.compile the backbones):
+        compiled: bool | str = False, repeats: int = 3) -> list[dict]:
+    """Every LLM measurement on one machine, as JSON-able rows (`compiled`: see `recommender`):
     teacher and student interleaved over `repeats` rounds, each row their median and range."""
     n = shape.steps * shape.batch
     data = examples(shape, n, device)

@@ -4,7 +4,7 @@ top kernels of one step from torch.profiler. Prints JSON lines, then the kernel 
     python -m bench.profile_step [--device cuda] [--batch 256] [--depth 30]
 
 Variants (same shape as `slmrec bench`; each row's samples/s comes from the shared loop):
-- lora:        the teacher as trained (LoRA on gate/up/down, shared prompt prefix, boolean mask);
+- lora:        the teacher as trained (LoRA on gate/up/down, shared prompt prefix, attention mask);
 - full:        every layer weight trained, no LoRA wrappers (what the issue's reference measured);
 - frozen:      the backbone frozen, only the input map and score head train (the backward floor);
 - lora_nomask: LoRA with the attention mask dropped (timing only: the prefix then attends as if
@@ -19,7 +19,7 @@ import json
 import torch
 
 from bench import llm
-from core.models.backbone import Backbone
+from core.models import decoder
 from core.models.llmrec import LLMRec
 
 
@@ -57,13 +57,13 @@ def main() -> None:
         model = llm.recommender(args.depth, shape, device, training=training)
         print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
               flush=True)
-    original = Backbone._attention_mask
-    Backbone._attention_mask = lambda self, allowed, dtype: None
+    original = decoder.attention_bias
+    decoder.attention_bias = lambda *args: None  # attention then runs causal without a mask
     try:
         model = llm.recommender(args.depth, shape, device)
         rate = timed(model, data, n, shape, device)
     finally:
-        Backbone._attention_mask = original
+        decoder.attention_bias = original
     print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(rate, 1)}), flush=True)
     print(kernel_table(llm.recommender(args.depth, shape, device), data, shape, device))
 

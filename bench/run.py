@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--only", choices=GROUPS, help="run one group only")
     parser.add_argument("--batch", type=_positive, help="override the batch size (default: 256 on a GPU, 8 on CPU)")
     parser.add_argument("--eval-batch", type=_positive, help="override the inference batch size")
-    parser.add_argument("--compile", choices=["auto", "on", "off", "both"], default="auto",
-                        help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU)")
+    parser.add_argument("--compile", choices=["auto", "on", "off", "both", "graphs", "all"], default="auto",
+                        help="torch.compile the backbones (auto: eager then compiled on CUDA, eager on CPU; "
+                             "both: eager and compiled; graphs: compiled and replayed as CUDA graphs; all: the three)")
     parser.add_argument("--repeats", type=_positive, default=3,
                         help="interleaved teacher/student rounds of the llm and host measurements; "
                              "each row reports their median and range (default 3)")
@@ -70,7 +71,8 @@ def run_all(args: argparse.Namespace) -> int:
     emit = lambda row: print(json.dumps(row), flush=True)  # noqa: E731
     emit({"bench": "environment", **machine(device), "repeats": args.repeats})
     if args.only in (None, "llm"):
-        modes = {"auto": [False, True] if gpu else [False], "on": [True], "off": [False], "both": [False, True]}
+        modes = {"auto": [False, True] if gpu else [False], "on": [True], "off": [False], "both": [False, True],
+                 "graphs": ["graphs"], "all": [False, True, "graphs"]}
         for compiled in modes[args.compile]:
             for row in llm.run(device, shape, teacher_depth=30, student_depth=4, blocks=2, compiled=compiled,
                                repeats=args.repeats):

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
-from core.models.decoder import PROJECTIONS, Decoder, DecoderShape, LoRASettings
+from core.models.decoder import Decoder, DecoderShape
+from core.models.projection import PROJECTIONS, LoRASettings, Projection
 from core.models.weights import layer_weights
 
 DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written by core.assets
@@ -59,8 +60,9 @@ def decoder_shape(config, source: str) -> DecoderShape:
     if model_type not in SUPPORTED:
         raise BackboneError(f"{source}: model_type '{model_type}' is not supported; the decoder implements "
                             f"{', '.join(SUPPORTED)} (LLaMA / SmolLM, Qwen2, Mistral)")
+    act = getattr(config, "hidden_act", "silu")
     unsupported = [what for what, bad in (
-        (f"hidden_act '{getattr(config, 'hidden_act', 'silu')}' (expected silu)", getattr(config, "hidden_act", "silu") != "silu"),
+        (f"hidden_act '{act}' (expected silu)", act != "silu"),
         ("mlp_bias", getattr(config, "mlp_bias", False)),
         ("attention_bias on o_proj", model_type == "llama" and getattr(config, "attention_bias", False)),
         ("use_sliding_window", getattr(config, "use_sliding_window", False))) if bad]
@@ -156,21 +158,13 @@ def build_decoder(config, tokenizer, read, names: set[str], source: str, cfg: Ba
     missing = [name for name in decoder.load_state_dict(state, strict=False).missing_keys if ".lora_" not in name]
     if missing:
         raise BackboneError(f"{source}: no weights were read for {', '.join(missing[:3])}")
-    _init_lora(decoder)
+    for module in decoder.modules():
+        if isinstance(module, Projection):
+            module.reset_adapters()  # to_empty left them unset
     decoder.embed_tokens, decoder.tokenizer = embed, tokenizer
     decoder.cast_layers(dtype)
     _set_training(decoder, cfg)
     return decoder.to(device)
-
-
-def _init_lora(decoder: Decoder) -> None:
-    """LoRA as peft starts it: A Kaiming-uniform, B zero, so training starts from the base model."""
-    with torch.no_grad():
-        for name, param in decoder.named_parameters():
-            if ".lora_A." in name:
-                nn.init.kaiming_uniform_(param, a=5 ** 0.5)
-            elif ".lora_B." in name:
-                param.zero_()
 
 
 def _set_training(decoder: Decoder, cfg: BackboneConfig) -> None:

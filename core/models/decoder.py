@@ -22,7 +22,6 @@ positions only supply keys and values, which nothing else reads).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from core.models.projection import LoRASettings, Projection, in_dtype
 
 
 @dataclass(frozen=True)
@@ -47,20 +46,6 @@ class DecoderShape:
     max_positions: int = 8192  # rotary angles are tabled up to this position
 
 
-@dataclass(frozen=True)
-class LoRASettings:
-    """Low-rank adapters on the named projections (PROJECTIONS); r = 0 means none."""
-
-    r: int = 0
-    alpha: float = 16
-    dropout: float = 0.0
-    targets: tuple[str, ...] = ()
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.r
-
-
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float) -> None:
         super().__init__()
@@ -70,63 +55,6 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # one fused kernel on CUDA, which accumulates in float32 whatever x is
         return F.rms_norm(x, self.weight.shape, in_dtype(self.weight, x.dtype), self.eps)
-
-
-class Projection(nn.Module):
-    """A linear map that may fuse several named projections (q/k/v, gate/up), with LoRA on any of them.
-
-    LoRA adds scale * B_p (A_p x) to part p's output (A_p: r x in, B_p: out_p x r, B starting at 0),
-    as peft's LoRA does; one dropout mask on x serves all parts of the projection.
-    """
-
-    def __init__(self, in_size: int, parts: dict[str, int], bias: bool, lora: LoRASettings) -> None:
-        super().__init__()
-        self.parts = dict(parts)
-        self.weight = nn.Parameter(torch.empty(sum(parts.values()), in_size))
-        self.bias = nn.Parameter(torch.zeros(sum(parts.values()))) if bias else None
-        targeted = [name for name in parts if name in lora.targets]
-        self.lora_A = nn.ParameterDict({p: nn.Parameter(torch.empty(lora.r, in_size)) for p in targeted})
-        self.lora_B = nn.ParameterDict({p: nn.Parameter(torch.zeros(parts[p], lora.r)) for p in targeted})
-        for a in self.lora_A.values():
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # peft's initialisation of A
-        self.lora_scale = lora.scale if targeted else 0.0
-        self.lora_dropout = lora.dropout
-        self._merged: tuple[tuple, Tensor] | None = None  # see merged_weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (N, in) -> (N, out), computed in x's dtype."""
-        bias = None if self.bias is None else in_dtype(self.bias, x.dtype)
-        if not self.lora_A:
-            return F.linear(x, in_dtype(self.weight, x.dtype), bias)
-        # a compiled graph fuses the adapter products itself; its tracer cannot follow the merge's memo
-        if not (torch.is_grad_enabled() or self.training and self.lora_dropout > 0 or torch.compiler.is_compiling()):
-            return F.linear(x, self.merged_weight(x.dtype), bias)
-        out = F.linear(x, in_dtype(self.weight, x.dtype), bias)
-        if self.lora_dropout > 0:
-            x = F.dropout(x, self.lora_dropout, self.training)
-        a, b = self.adapters()
-        return out.add(F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype)), alpha=self.lora_scale)
-
-    def adapters(self) -> tuple[Tensor, Tensor]:
-        """Every targeted part's A stacked (k r, in) and their B's block-diagonal (out, k r), zero rows
-        for untargeted parts: scale * B A is the whole projection's update, in two matrix products."""
-        first = next(iter(self.lora_B.values()))
-        targeted = [self.lora_A[p] for p in self.parts if p in self.lora_A]  # in output order (a ParameterDict sorts)
-        a = torch.cat(targeted) if len(targeted) > 1 else targeted[0]
-        b = torch.block_diag(*(self.lora_B[p] if p in self.lora_B else first.new_zeros(size, 0)
-                               for p, size in self.parts.items()))
-        return a, b
-
-    def merged_weight(self, dtype: torch.dtype) -> Tensor:
-        """weight + scale * B A in `dtype`: what the projection computes without dropout, in one matrix
-        product. Kept until a weight changes (storage or in-place version), so evaluation and a
-        frozen teacher pay no adapter products per batch."""
-        key = (dtype, *((p.data_ptr(), p._version) for p in (self.weight, *self.lora_A.values(), *self.lora_B.values())))
-        if self._merged is None or self._merged[0] != key:
-            with torch.no_grad():
-                a, b = self.adapters()
-                self._merged = (key, (self.weight.float() + self.lora_scale * (b.float() @ a.float())).to(dtype))
-        return self._merged[1]
 
 
 @dataclass(frozen=True)
@@ -167,7 +95,7 @@ class Attention(nn.Module):
                 outputs.append(flat(attend(prefix_q, *prefix.split(s.num_kv_heads, dim=1), None)))
         kv = own if prefix is None else torch.cat([prefix.expand(rows.batch, -1, -1, -1), own], dim=2)
         if last_only:
-            q, mask = q[:, :, -1:], mask[:, :, -1:]
+            q, mask = q[:, :, -1:], None if mask is None else mask[:, :, -1:]
         outputs.append(flat(attend(q, *kv.split(s.num_kv_heads, dim=1), mask)))
         return self.o_proj(outputs[0] if len(outputs) == 1 else torch.cat(outputs)), own
 
@@ -233,11 +161,6 @@ class Block(nn.Module):
             x = x.view(rows.batch, rows.time, -1)[:, -1]
         x = x + attended
         return x + self.mlp(self.post_attention_layernorm(x)), keys_values
-
-
-def in_dtype(weight: Tensor, dtype: torch.dtype) -> Tensor:
-    """`weight` cast to `dtype` (the decoder casts what autocast would, without autocast's per-op checks)."""
-    return weight if weight.dtype == dtype else weight.to(dtype)
 
 
 def positions_from_mask(attention_mask: Tensor) -> Tensor:
@@ -411,9 +334,10 @@ class Decoder(nn.Module):
             freqs = torch.arange(self.shape.max_positions, device=positions.device)[:, None] * self.inv_freq
             cos, sin = freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
             s = self.shape
-            rotated = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=positions.device) < s.num_heads + s.num_kv_heads
-            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype)[:, None], torch.cat([-sin, sin], -1).to(dtype)[:, None],
-                               rotated[:, None])
+            heads = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=positions.device)
+            rotated = (heads < s.num_heads + s.num_kv_heads)[:, None]  # q and k heads, not v
+            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype)[:, None],
+                               torch.cat([-sin, sin], -1).to(dtype)[:, None], rotated)
         _, cos, sin, rotated = self._rope_memo
         return torch.where(rotated, cos[positions], 1.0), torch.where(rotated, sin[positions], 0.0)
 

@@ -21,7 +21,8 @@ FUSED = {"self_attn.qkv_proj": (("q_proj", "k_proj", "v_proj"), "self_attn"),
          "mlp.down_proj": (("down_proj",), "mlp")}
 NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight")
 PART_OF = {part: projection for projection, (parts, _) in FUSED.items() for part in parts}
-_PEFT_LORA = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)\.lora_(?P<ab>[AB])\.default\.weight$")
+_PEFT_LORA = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)"
+                        r"\.lora_(?P<ab>[AB])\.default\.weight$")
 _HF_LINEAR = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)\.(?P<kind>weight|bias)$")
 
 

@@ -97,9 +97,9 @@ def test_training_modes(tmp_path):
     names = trainable_names(lora)
     assert names and all("lora_" in n and ".mlp." in n for n in names)
     assert len(names) == 2 * 3 * 2  # layers x targets x (A, B)
-    assert {n.split(".", 2)[2] for n in names} == {"mlp.gate_up_proj.lora_A.gate_proj", "mlp.gate_up_proj.lora_B.gate_proj",
-                                                   "mlp.gate_up_proj.lora_A.up_proj", "mlp.gate_up_proj.lora_B.up_proj",
-                                                   "mlp.down_proj.lora_A.down_proj", "mlp.down_proj.lora_B.down_proj"}
+    assert {n.split(".", 2)[2] for n in names} == {
+        "mlp.gate_up_proj.lora_A.gate_proj", "mlp.gate_up_proj.lora_B.gate_proj", "mlp.gate_up_proj.lora_A.up_proj",
+        "mlp.gate_up_proj.lora_B.up_proj", "mlp.down_proj.lora_A.down_proj", "mlp.down_proj.lora_B.down_proj"}
     with pytest.raises(BackboneError, match="q_proj"):
         tiny(tmp_path, depth=2, lora_targets=("gate_proj", "wq"))
 
@@ -161,7 +161,8 @@ def test_refuses_a_model_without_decoder_layers(tmp_path):
 
     folder = tmp_path / "gpt2"
     GPT2Model(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)).save_pretrained(folder)
-    with pytest.raises(BackboneError, match=r"model_type 'gpt2' is not supported; the decoder implements llama, qwen2, mistral"):
+    with pytest.raises(BackboneError, match=r"model_type 'gpt2' is not supported; the decoder implements "
+                                            r"llama, qwen2, mistral"):
         load_backbone(BackboneConfig(base=str(folder), depth=1), tmp_path, "cpu")
 
 
@@ -209,7 +210,8 @@ def test_a_full_fine_tuning_run_saved_with_hugging_face_names_loads_fused():
             super().__init__()
             self.backbone = backbone
 
-    loaded = Holder(decoder_from_model(build_tiny_llama(num_layers=2), tiny_tokenizer(), "tiny", cfg, "cpu", torch.float32))
+    fresh = decoder_from_model(build_tiny_llama(num_layers=2), tiny_tokenizer(), "tiny", cfg, "cpu", torch.float32)
+    loaded = Holder(fresh)
     load_trainable_weights(loaded, saved)
     expected = decoder_from_model(reference, tiny_tokenizer(), "tiny", cfg, "cpu", torch.float32)
     x = torch.randn(2, 5, 64)

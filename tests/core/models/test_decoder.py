@@ -44,8 +44,9 @@ def hf_states(model, x, mask=None, depth=3):
     """(input, each layer's output before the final norm, final-norm output) of the reference, read with
     forward hooks (what `hidden_states[-1]` holds differs between transformers releases)."""
     captured = []
-    hooks = [layer.register_forward_hook(lambda m, args, out: captured.append(out[0] if isinstance(out, tuple) else out))
-             for layer in model.layers[:depth]]
+    def hook(module, args, out):
+        captured.append(out[0] if isinstance(out, tuple) else out)
+    hooks = [layer.register_forward_hook(hook) for layer in model.layers[:depth]]
     kwargs = {} if mask is None else {"attention_mask": mask, "position_ids": positions_from_mask(mask)}
     out = model(inputs_embeds=x, **kwargs)
     for hook in hooks:
