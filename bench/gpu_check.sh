@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The GPU checks in one script: CUDA tests, `slmrec bench` (eager, then compiled) and the
-# Amazon-sized full ranking on the GPU. Results go to $1 (default build/gpu-check).
-#   bash bench/gpu_check.sh [OUT_DIR] [PHASES]      PHASES: any of tests,bench,scale (default all)
-# The data generation and preparation of the scale check run on the CPU in the background while
-# the tests run, and are waited for before the benchmark, so they never share the machine with it.
-# On this workplace's GPU machines the only missing package is duckdb: carry its cp312 wheel
+# The GPU checks of the lean decoder in one script of at most about 8 minutes: CUDA tests, a tiny
+# teacher under torchrun on NCCL (one process, cuda:LOCAL_RANK), the host floor, and `slmrec bench`
+# eager, compiled (the whole layer stack as one graph) and replayed as CUDA graphs, each with
+# interleaved teacher/student repetitions. Results go to $1 (default build/gpu-check).
+#   bash bench/gpu_check.sh [OUT_DIR] [PHASES]    PHASES: any of tests,nccl,bench,graphs,scale
+#                                                 (default tests,nccl,bench,graphs)
+# On this workplace's GPU machines the only missing package has been duckdb: carry its cp312 wheel
 # (pip download duckdb --python-version 3.12 --only-binary=:all: -d .whl) and install it with
 # `pip install --no-index --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site` first.
-# Measured 2026-11-27 on one H200: about 7 minutes in all.
+# Phase timeouts (s): tests 120, nccl 60, host 40, eager 90, compiled 150, graphs 120 (480 s at most).
 set -u
 out=${1:-build/gpu-check}
-phases=${2:-tests,bench,scale}
+phases=${2:-tests,nccl,bench,graphs}
 py=${PY:-python3}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
@@ -20,24 +21,28 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 $py -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
   | tee -a "$out/gpu.txt"
 
-if has scale; then
-  $py bench/data_scale.py --threads 8 --phases generate,prepare >"$out/scale_prepare.json" 2>"$out/scale_prepare.log" &
-  prep=$!
-fi
 if has tests; then
-  timeout 240 $py -m pytest -q -p no:cacheprovider tests/core/test_cuda.py tests/core/models tests/core/eval \
-    >"$out/tests.txt" 2>&1
+  timeout 120 $py -m pytest -q -p no:cacheprovider tests/core/test_cuda.py tests/core/models \
+    tests/core/stages/test_teacher_cache.py >"$out/tests.txt" 2>&1
   echo "tests exit $?"; tail -5 "$out/tests.txt"
 fi
-if has scale; then
-  wait "$prep"; echo "scale prepare exit $?"; tail -c 600 "$out/scale_prepare.json"
+if has nccl; then  # one process under torchrun joins an NCCL group on cuda:LOCAL_RANK
+  root=$(mktemp -d)
+  $py -m core.cli --root "$root" data synth --name synth-gpu --users 300 --items 60 --order 2 >/dev/null
+  timeout 60 $py -m torch.distributed.run --standalone --nproc-per-node=1 -m core.cli --root "$root" \
+    run teacher --preset tiny --dataset synth-gpu --device cuda --json >"$out/nccl.json" 2>"$out/nccl.log"
+  echo "nccl exit $?"; tail -c 400 "$out/nccl.json"; grep -i "nccl\|error" "$out/nccl.log" | tail -3
 fi
 if has bench; then
-  timeout 60 $py -m bench.host | tee "$out/bench.jsonl"  # the host floor of this machine
-  timeout 120 $py -m bench.run --device cuda --only llm --compile off | tee -a "$out/bench.jsonl"
-  timeout 330 $py -m bench.run --device cuda --only llm --compile on | tee -a "$out/bench.jsonl"
+  timeout 40 $py -m bench.host | tee "$out/bench.jsonl"  # this machine's host floor
+  timeout 90 $py -m bench.run --device cuda --only llm --compile off | tee -a "$out/bench.jsonl"
+  timeout 150 $py -m bench.run --device cuda --only llm --compile on | tee -a "$out/bench.jsonl"
 fi
-if has scale; then
+if has graphs; then
+  timeout 120 $py -m bench.run --device cuda --only llm --compile graphs | tee -a "$out/bench.jsonl"
+fi
+if has scale; then  # session 2's Amazon-sized full ranking (about 3 more minutes)
+  timeout 200 $py bench/data_scale.py --threads 8 --phases generate,prepare >"$out/scale_prepare.json" 2>&1
   timeout 240 $py bench/data_scale.py --threads 8 --phases rank --device cuda --batch 8192 --item-chunk 131072 \
     >"$out/scale_rank.json" 2>&1
   echo "scale rank exit $?"; cat "$out/scale_rank.json"

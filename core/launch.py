@@ -140,7 +140,7 @@ def run_ranks(paths, spec: RunSpec, echo: bool) -> list[str] | None:
     from core.train.loop import Cancelled  # noqa: PLC0415
 
     dist = distributed.from_env()
-    with distributed.process_group(dist):
+    with distributed.process_group(dist, even_alone=True):
         try:
             planned = " ".join(pipeline.plan(paths, spec)) if dist.is_main else ""
             run_ids = distributed.text_from_main(planned, dist).split()

@@ -124,7 +124,6 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "transformers": installed("transformers"),
-        "peft": installed("peft"),
         "safetensors": installed("safetensors"),
         "numpy": np.__version__,
         "device": str(device),

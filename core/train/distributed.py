@@ -75,9 +75,11 @@ def from_env(env: Mapping[str, str] = os.environ) -> Dist:
 
 
 @contextlib.contextmanager
-def process_group(dist: Dist) -> Iterator[None]:
-    """Join the run's process group (MASTER_ADDR/PORT from torchrun) for the duration; nothing for one process."""
-    if dist.world_size == 1:
+def process_group(dist: Dist, even_alone: bool = False) -> Iterator[None]:
+    """Join the run's process group (MASTER_ADDR/PORT from torchrun) for the duration; nothing for one
+    process, unless `even_alone` (torchrun started it: one process then runs the collectives, on NCCL
+    for a GPU, as each of many would)."""
+    if dist.world_size == 1 and not even_alone:
         yield
         return
     backend = "gloo"

@@ -138,3 +138,27 @@ def test_launch_options_are_checked():
         nodes_from_args(options(nnodes=0))
     with pytest.raises(ConfigError, match="--node-rank: expected 0..1, got 2"):
         nodes_from_args(options(nnodes=2, rdzv_endpoint="h:1", node_rank=2))
+
+
+def test_one_process_started_by_torchrun_still_joins_a_process_group(monkeypatch):
+    """`torchrun --nproc-per-node 1` runs the collectives as one of many would (gloo here, NCCL on a
+    GPU), so that path is exercised on a one-GPU machine; a plain single process joins none."""
+    import socket
+
+    import torch.distributed as torch_dist
+
+    from core.train.distributed import process_group
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    with process_group(Dist()):
+        assert not torch_dist.is_initialized()
+    with process_group(Dist(), even_alone=True):
+        assert torch_dist.is_initialized() and torch_dist.get_world_size() == 1
+        total = torch.ones(3)
+        torch_dist.all_reduce(total)
+        assert total.tolist() == [1.0, 1.0, 1.0]
+    assert not torch_dist.is_initialized()
