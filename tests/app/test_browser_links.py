@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.app_server import CHROMIUM, CHROMIUM_ARGS, finished_store, serve
-
-REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / "test-output" / "browser"
+from bench.app_server import CHROMIUM, CHROMIUM_ARGS, SHOTS, finished_store, serve
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)")]
