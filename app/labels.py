@@ -132,7 +132,9 @@ def settings_label(run: Mapping) -> str:
 
 
 def label_map(runs: pd.DataFrame) -> dict[str, str]:
-    """run_id -> run_label for every row of a runs frame."""
+    """run_id -> run_label for every row of a runs frame (its `label` column where app/queries.py made one)."""
+    if "label" in runs.columns:
+        return dict(zip(runs["run_id"], runs["label"]))
     return {row["run_id"]: run_label(row) for row in runs.to_dict("records")}
 
 

@@ -7,60 +7,25 @@ console fails the test.
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from bench.app_server import CHROMIUM, CHROMIUM_ARGS, serve, stop
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer at {url}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """(project root, app url) with Streamlit and a worker running on it."""
-    sys.path.insert(0, str(REPO))
     from bench.fixture_store import write_toy_csv
 
     root = tmp_path_factory.mktemp("lab")
@@ -70,18 +35,35 @@ def lab(tmp_path_factory):
     logs.mkdir()
     worker = subprocess.Popen([sys.executable, "-m", "core.cli", "--root", str(root), "worker", "--device", "cpu"],
                               cwd=REPO, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-    port = _free_port()
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.address", "127.0.0.1", "--server.headless", "true",
-                            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                           cwd=REPO, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, app)
-        yield root, url
+        with serve(root, log=logs / "app.log") as (_, url):
+            yield root, url
     finally:
-        _stop(app)
-        _stop(worker)
+        stop(worker)
+
+
+@contextmanager
+def _browser_on_launch(url: str):
+    """A page at 1400 x 1000 on the Launch page with the tiny preset picked; fails on any browser error."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        try:
+            page.goto(url)
+            page.get_by_text("[1] The question").wait_for(timeout=60_000)
+            _open(page, "Launch", "Launch a pipeline")
+            page.get_by_role("radio", name="tiny (seconds, random model)").click()
+            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
+            _settle(page)  # the form below is re-filled with the preset's values by the same script run
+            yield page
+        finally:
+            browser.close()
+    assert not errors, errors
 
 
 def _open(page, name: str, text: str, timeout_ms: int = 60_000) -> None:
@@ -111,56 +93,39 @@ def _shot(page, name: str) -> None:
 
 
 def test_launch_watch_and_inspect(lab):
-    from playwright.sync_api import sync_playwright
-
     from core.store import runs as run_store
 
     root, url = lab
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        try:
-            page.goto(url)
-            page.get_by_text("[1] The question").wait_for(timeout=60_000)
-            _open(page, "Launch", "Launch a pipeline")
-            page.get_by_role("radio", name="tiny (seconds, random model)").click()
-            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
-            _settle(page)  # the form below is re-filled with the preset's values by the same script run
-            page.get_by_role("button", name="Launch pipeline").click()
-            page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
-            _settle(page)
-            _shot(page, "launch")
+    with _browser_on_launch(url) as page:
+        page.get_by_role("button", name="Launch pipeline").click()
+        page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
+        _settle(page)
+        _shot(page, "launch")
 
-            _open(page, "Runs", "One run")
-            page.get_by_text("done 4").wait_for(timeout=420_000)  # the live table refreshes by itself
-            _settle(page)
-            _shot(page, "runs")
+        _open(page, "Runs", "One run")
+        page.get_by_text("done 4").wait_for(timeout=420_000)  # the live table refreshes by itself
+        _settle(page)
+        _shot(page, "runs")
 
-            _open(page, "Layers", "Representation similarity")
-            page.get_by_text("CKA: teacher × student").first.wait_for(timeout=60_000)
-            page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=30_000)
-            _settle(page)
-            _shot(page, "layers")
+        _open(page, "Layers", "Representation similarity")
+        page.get_by_text("CKA: teacher × student").first.wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=30_000)
+        _settle(page)
+        _shot(page, "layers")
 
-            _open(page, "Results", "Reproduction table")
-            page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
-            _settle(page)
-            _shot(page, "results")
+        _open(page, "Results", "Reproduction table")
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+        _settle(page)
+        _shot(page, "results")
 
-            _open(page, "Data", "Sample sequences")
-            _settle(page)
-            _shot(page, "data")
+        _open(page, "Data", "Sample sequences")
+        _settle(page)
+        _shot(page, "data")
 
-            _open(page, "Tour", "[1] The question")
-            page.get_by_text("CKA teacher × student").first.wait_for(timeout=60_000)  # cell 4 found the launched runs
-            _settle(page)
-            _shot(page, "tour")
-        finally:
-            browser.close()
-    assert not errors, errors
+        _open(page, "Tour", "[1] The question")
+        page.get_by_text("CKA teacher × student").first.wait_for(timeout=60_000)  # cell 4 found the launched runs
+        _settle(page)
+        _shot(page, "tour")
     specs = {s["kind"]: s["spec"] for s in (run_store.read_spec(root / "data" / "runs", r["run_id"])
                                             for r in run_store.list_runs(root / "data" / "runs"))}
     assert specs["teacher"]["data"]["max_len"] == 10 and specs["teacher"]["backbone"]["depth"] == 4  # the tiny preset
@@ -188,58 +153,41 @@ def _slider(page, label: str, value: int) -> None:
 
 def test_launch_form_warns_explains_b_and_counts_reuse(lab):
     """Issue 17, defects 1-3 as a user meets them on the Launch page, launching tiny runs of seed 7."""
-    from playwright.sync_api import sync_playwright
-
     root, url = lab
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        try:
-            page.goto(url)
-            page.get_by_text("[1] The question").wait_for(timeout=60_000)
-            _open(page, "Launch", "Launch a pipeline")
-            page.get_by_role("radio", name="tiny (seconds, random model)").click()
-            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)
-            _settle(page)
+    with _browser_on_launch(url) as page:
+        # 3. the banner counts new and reused runs, and goes when the form changes
+        seed = page.get_by_label("Seed")
+        seed.fill("7")
+        page.get_by_role("button", name="Launch pipeline").click()
+        page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
+        _settle(page)
+        _slider(page, "Student layers", 1)
+        page.get_by_text("The settings changed since your last launch").wait_for(timeout=30_000)
+        assert page.get_by_text("Queued 4 runs").count() == 0
+        page.get_by_role("button", name="Launch pipeline").click()
+        page.get_by_text("Queued 4 runs (2 reused, 2 new)").wait_for(timeout=30_000)
+        _settle(page)
+        _shot(page, "launch-reuse")
 
-            # 3. the banner counts new and reused runs, and goes when the form changes
-            seed = page.get_by_label("Seed")
-            seed.fill("7")
-            page.get_by_role("button", name="Launch pipeline").click()
-            page.get_by_text("Queued 4 runs (0 reused, 4 new)").wait_for(timeout=30_000)
-            _settle(page)
-            _slider(page, "Student layers", 1)
-            page.get_by_text("The settings changed since your last launch").wait_for(timeout=30_000)
-            assert page.get_by_text("Queued 4 runs").count() == 0
-            page.get_by_role("button", name="Launch pipeline").click()
-            page.get_by_text("Queued 4 runs (2 reused, 2 new)").wait_for(timeout=30_000)
-            _settle(page)
-            _shot(page, "launch-reuse")
+        # 1. a student deeper than its teacher: the warning and the cost, before launch
+        _slider(page, "Student layers", 8)
+        page.get_by_text("The student has 8 layers and its teacher 4").wait_for(timeout=30_000)
+        page.locator('[data-testid="stCaptionContainer"]').filter(
+            has_text="2.00× slower (deeper than its teacher)").wait_for(timeout=30_000)
+        page.locator('[role="gridcell"]', has_text="2.00× slower (deeper than its teacher)").wait_for(
+            state="attached", timeout=30_000)  # the cost table's student row (a canvas grid)
+        _shot(page, "launch-deeper-student")
 
-            # 1. a student deeper than its teacher: the warning and the cost, before launch
-            _slider(page, "Student layers", 8)
-            page.get_by_text("The student has 8 layers and its teacher 4").wait_for(timeout=30_000)
-            page.locator('[data-testid="stCaptionContainer"]').filter(
-                has_text="2.00× slower (deeper than its teacher)").wait_for(timeout=30_000)
-            page.locator('[role="gridcell"]', has_text="2.00× slower (deeper than its teacher)").wait_for(
-                state="attached", timeout=30_000)  # the cost table's student row (a canvas grid)
-            _shot(page, "launch-deeper-student")
-
-            # 2. B changed by the depths: said beside B, with the valid values
-            _slider(page, "Teacher depth", 8)
-            _slider(page, "Student layers", 4)
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Blocks B").click()
-            page.get_by_role("option", name="4", exact=True).click()
-            _settle(page)
-            _slider(page, "Student layers", 3)
-            page.get_by_text("Blocks B changed from 4 to 1").wait_for(timeout=30_000)
-            page.get_by_text("Valid B for teacher 8 and student 3 (divisors of both): 1").wait_for(timeout=30_000)
-            _shot(page, "launch-blocks")
-        finally:
-            browser.close()
-    assert not errors, errors
+        # 2. B changed by the depths: said beside B, with the valid values
+        _slider(page, "Teacher depth", 8)
+        _slider(page, "Student layers", 4)
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Blocks B").click()
+        page.get_by_role("option", name="4", exact=True).click()
+        _settle(page)
+        _slider(page, "Student layers", 3)
+        page.get_by_text("Blocks B changed from 4 to 1").wait_for(timeout=30_000)
+        page.get_by_text("Valid B for teacher 8 and student 3 (divisors of both): 1").wait_for(timeout=30_000)
+        _shot(page, "launch-blocks")
     from core.store import runs as run_store
 
     seeds = [run_store.read_spec(root / "data" / "runs", r["run_id"])["spec"]["train"]["seed"]
