@@ -1,7 +1,7 @@
 """One lean decoder for the LLaMA family (LLaMA / SmolLM, Qwen2, Mistral), in plain PyTorch.
 
-The recommender runs a pretrained decoder's first layers on item vectors and prompt tokens (PAPER
-section 2 of docs/method.md). Written here rather than borrowed from transformers, whose per-layer
+The recommender runs a pretrained decoder's first layers on item vectors and prompt tokens (the E4SRec-style
+model of docs/method.md). Written here rather than borrowed from transformers, whose per-layer
 path (library layers, peft wrappers, cache objects, casts) costs about 660 dispatched operators per
 layer and step: on a GPU that host work, not the GPU, set the speed. In the spirit of nanoGPT's
 model.py: RMSNorm, rotary embeddings, grouped-query attention through
@@ -60,11 +60,13 @@ class RMSNorm(nn.Module):
 @dataclass(frozen=True)
 class Rows:
     """How a layer's input rows (R, H) are laid out: the shared prefix's own `prefix` rows first (when
-    it runs along with the batch, so that gradients reach it), then `batch` x `time` rows."""
+    it runs along with the batch, so that gradients reach it), then `batch` x `time` rows. `offset`:
+    the prefix's length, which the batch's positions start after (its rows present or not)."""
 
     batch: int
     time: int
     prefix: int = 0
+    offset: int = 0
 
 
 class Attention(nn.Module):
@@ -202,7 +204,7 @@ class Decoder(nn.Module):
         self.base_num_layers = base_num_layers  # decoder layers of the pretrained model
         self._stack = self._run_layers  # torch.compile replaces it (compile_stack)
         self._static_batches: list[int] | None = None  # the batch sizes the compiled stack has seen
-        self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _prefix_keys_values
+        self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _kept_prefix
         self._rope_memo: tuple | None = None  # see _rope
 
     @property
@@ -236,50 +238,57 @@ class Decoder(nn.Module):
 
         inputs_embeds: (B, T, H); attention_mask: (B, T), 1 = real token; positions come from the
         mask, so padding may sit anywhere before a row's last real token. `shared_prefix` (P, H):
-        tokens before every row, run once at batch 1. Layers above the highest index asked are not run.
+        tokens before every row, whose keys and values every row reads. Layers above the highest
+        index asked are not run. Under autocast the layers compute in autocast's dtype.
         """
-        wanted = list(layers)
-        top = self.num_layers + 1
-        if not wanted or any(not 0 <= index <= top for index in wanted):
-            raise ValueError(f"layers: expected indices in 0..{top} (0 = embeddings, {top} = final norm), got {wanted}")
-        batch, time, hidden = inputs_embeds.shape
-        if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
-            raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
-                             f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
-        real = batch  # rows beyond it are padding (a compiled stack's short batch)
+        wanted = self._check(inputs_embeds, attention_mask, layers)
+        real = inputs_embeds.shape[0]  # rows beyond it are padding (a compiled stack's short batch)
         if self._static_batches is not None:
             inputs_embeds, attention_mask = self._pad_batch(inputs_embeds, attention_mask)
-            batch = inputs_embeds.shape[0]
+        batch, time, hidden = inputs_embeds.shape
         device = inputs_embeds.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.norm.weight.dtype
         depth = min(max(wanted), self.num_layers)
         keep = tuple(sorted({index for index in wanted if 0 < index <= depth}))
         with torch.autocast(device, enabled=False):  # casts are explicit (in_dtype), once per weight and step
             x = inputs_embeds.to(dtype)
-            offset = 0 if shared_prefix is None else shared_prefix.shape[0]
-            positions = (positions_from_mask(attention_mask) + offset).flatten()
-            rows, given, x_rows = Rows(batch, time), None, x.view(batch * time, hidden)
-            if shared_prefix is not None and torch.is_grad_enabled():
-                # the prefix's rows run along with the batch's (one projection per layer for both),
-                # so gradients reach the weights through its keys and values
-                rows = Rows(batch, time, offset)
-                x_rows = torch.cat([shared_prefix.to(dtype), x_rows])
-                positions = torch.cat([torch.arange(offset, device=positions.device), positions])
-            elif shared_prefix is not None:
-                given = self._kept_prefix(shared_prefix, dtype, depth)
-            kept = self._stack(x_rows, self._rope(positions, dtype), attention_bias(attention_mask, offset, dtype),
+            x_rows, rows, positions, given = self._rows(x, attention_mask, shared_prefix, depth)
+            kept = self._stack(x_rows, self._rope(positions, dtype), attention_bias(attention_mask, rows.offset, dtype),
                                rows, given, depth, keep, last_position and time > 1)
             states = {index: state.view(batch, -1, hidden) for index, state in zip(keep, kept[:-1])}
             states[0] = x
-            last = kept[-1].view(batch, -1, hidden)  # (B, 1, H) when the top layer ran at the last position only
-            states[depth] = last
-            if top in wanted:
-                states[top] = self.norm(last)
+            states[depth] = kept[-1].view(batch, -1, hidden)  # (B, 1, H) when the top layer ran at the last position
+            if self.num_layers + 1 in wanted:
+                states[self.num_layers + 1] = self.norm(states[depth])
         if real < batch:
             states = {index: state[:real] for index, state in states.items()}
-        if last_position:
-            return [states[index][:, -1] for index in wanted]
-        return [states[index] for index in wanted]
+        return [states[index][:, -1] if last_position else states[index] for index in wanted]
+
+    def _check(self, inputs_embeds: Tensor, attention_mask: Tensor, layers: Sequence[int]) -> list[int]:
+        wanted, top = list(layers), self.num_layers + 1
+        if not wanted or any(not 0 <= index <= top for index in wanted):
+            raise ValueError(f"layers: expected indices in 0..{top} (0 = embeddings, {top} = final norm), got {wanted}")
+        batch, time, hidden = inputs_embeds.shape
+        if hidden != self.hidden_size or tuple(attention_mask.shape) != (batch, time):
+            raise ValueError(f"expected inputs_embeds (B, T, {self.hidden_size}) and attention_mask (B, T), "
+                             f"got {tuple(inputs_embeds.shape)} and {tuple(attention_mask.shape)}")
+        return wanted
+
+    def _rows(self, x: Tensor, attention_mask: Tensor, shared_prefix: Tensor | None, depth: int):
+        """(input rows, their layout, each row's position, the prefix's kept keys and values or None).
+
+        With gradients the prefix's rows run along with the batch's (one projection per layer for
+        both), so gradients reach the weights through its keys and values; without, its keys and
+        values are computed once and kept (`_kept_prefix`)."""
+        batch, time, hidden = x.shape
+        offset = 0 if shared_prefix is None else shared_prefix.shape[0]
+        positions = (positions_from_mask(attention_mask) + offset).flatten()
+        rows, x_rows = Rows(batch, time, offset=offset), x.view(batch * time, hidden)
+        if shared_prefix is None or not torch.is_grad_enabled():
+            given = None if shared_prefix is None else self._kept_prefix(shared_prefix, x.dtype, depth)
+            return x_rows, rows, positions, given
+        positions = torch.cat([torch.arange(offset, device=positions.device), positions])
+        return torch.cat([shared_prefix.to(x.dtype), x_rows]), Rows(batch, time, offset, offset), positions, None
 
     def _pad_batch(self, inputs_embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Pad a batch with empty rows up to the smallest batch size the compiled stack has seen, so a
