@@ -5,7 +5,7 @@ starts the real server as `slmrec app` does, opens each page in headless Chromiu
 `make browser`), lets it settle, then reads the server process's CPU time (user + system) over
 --seconds. `core_fraction` is CPU seconds per wall second: 1.0 is one core busy. The aim is under
 0.05 for every page.
-Run: python -m bench.app_idle [--seconds 30] [--pages tour,runs] [--pipelines 10]
+Run: python -m bench.app_idle [--seconds 30] [--pages tour,runs,...] [--pipelines 10]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def measure(page, server, name: str, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--pages", default="tour,runs", help=f"comma-separated, of {', '.join(TITLES)}")
+    parser.add_argument("--pages", default=",".join(TITLES), help=f"comma-separated, of {', '.join(TITLES)}")
     parser.add_argument("--pipelines", type=int, default=10)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
