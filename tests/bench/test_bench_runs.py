@@ -142,7 +142,8 @@ def test_host_benchmark_counts_operators_per_step(monkeypatch):
 
     with host._OperatorCount() as ops:
         torch.ones(3).add(1).sum()
-    assert ops.count == 3
+        torch.ones(2, 3).t()  # a view: dispatched, computes nothing
+    assert ops.count == 5 and ops.computing == 4
     monkeypatch.setattr(host, "SHAPE", llm.Shape(batch=2, steps=1))
     rows = {r["bench"]: r for r in host.run(teacher_depth=3, student_depth=1, repeats=2)}
     assert list(rows) == ["host_teacher_train", "host_student_train", "host_teacher_inference",
@@ -150,6 +151,7 @@ def test_host_benchmark_counts_operators_per_step(monkeypatch):
     train, infer = rows["host_teacher_train"], rows["host_teacher_inference"]
     assert train["ops_per_step"] > rows["host_student_train"]["ops_per_step"] > infer["ops_per_batch"]
     assert infer["ops_per_batch"] > rows["host_student_inference"]["ops_per_batch"] > 0
+    assert 0 < train["computing_ops_per_step"] < train["ops_per_step"]
     assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])  # of the median
     low, high = infer["ms_per_batch_range"]
     assert low <= infer["ms_per_batch"] <= high and infer["repeats"] == train["repeats"] == 2
