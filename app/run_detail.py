@@ -70,7 +70,7 @@ def notes_form(paths: Paths, row: pd.Series, on_saved) -> None:
     with st.form(f"runs_notes_{run_id}", border=False):
         tags = st.text_input("Tags (comma-separated)", value=", ".join(row["tags"]), key=f"runs_tags_{run_id}")
         note = st.text_area("Note", value=row["note"], key=f"runs_note_{run_id}", height=80)
-        archived = st.checkbox("Archived (hidden from the table unless 'Show archived' is on; nothing is deleted)",
+        archived = st.checkbox("Archived (hidden from the table unless the Archived switch is on; nothing is deleted)",
                                value=bool(row["archived"]), key=f"runs_archived_{run_id}")
         if st.form_submit_button("Save notes", icon=":material/save:"):
             try:

@@ -29,10 +29,11 @@ if frame.empty:
                  lambda: not queries.runs(context.store()).empty)
     st.stop()
 
-c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
+c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
 search = c1.text_input("Search", key="runs_search", placeholder="label, id, name, tag or note")
-statuses = c2.pills("Status", [*run_store.STATUSES, "unknown"], selection_mode="multi", key="runs_statuses")
-show_archived = c3.toggle("Show archived", key="runs_show_archived")
+statuses = c2.pills("Status", [*run_store.STATUSES, "unknown"], selection_mode="multi", key="runs_statuses",
+                    help="None picked: every status.")
+show_archived = c3.toggle("Archived", key="runs_show_archived", help="Also list archived runs.")
 with st.expander("More filters: kind, dataset, base, preset, tags"):
     f1, f2, f3, f4, f5 = st.columns(5)
     choices = {c: sorted(v for v in frame[c].dropna().unique() if v) for c in ("kind", "dataset", "base", "preset")}
@@ -103,9 +104,9 @@ def run_live(run_id: str) -> None:
         st.code(log_tail(paths, run_id) or "(empty)", language="text")
 
 
-live.section(run_live, lambda: live.moving(queries.runs(context.store()), paths, [run_id]), run_id)
 row = frame.set_index("run_id", drop=False).loc[run_id]
 run_detail.page_links(row, frame)
+live.section(run_live, lambda: live.moving(queries.runs(context.store()), paths, [run_id]), run_id)
 with st.expander("Tags and note", expanded=bool(row["tags"] or row["note"])):
     run_detail.notes_form(paths, row, st.rerun)
 with st.expander("Reproduce: the command that recreates this run"):
