@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-STAGES = ("sasrec", "teacher", "student", "analysis", "sweep")
+STAGES = ("sasrec", "teacher", "student", "analysis", "sweep", "drop")
+DROP_RULES = ("last", "influence", "angular", "list")
 DEFAULT_PROMPT = "What is the top recommended item for user who interacted with {items}?"
 
 
@@ -141,6 +142,18 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class DropConfig:
+    """Which decoder layers of a finished teacher or student to drop, and the optional healing."""
+
+    run: str = ""  # the finished teacher or student run
+    rule: str = "last"  # last | influence | angular | list
+    n: int = 1  # layers to drop (last, influence, angular); 0 = drop nothing
+    layers: tuple[int, ...] = ()  # rule list: the 1-based kept-layer numbers to drop
+    heal_steps: int = 0  # LoRA fine-tune steps after dropping (0: not healed)
+    analysis_run: str = ""  # the analysis run the rules read (planned as a parent when empty)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything one run needs; `kind` picks the stage."""
 
@@ -153,6 +166,7 @@ class RunSpec:
     rec: RecConfig = field(default_factory=RecConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    drop: DropConfig = field(default_factory=DropConfig)
     sasrec_run: str = ""  # the SASRec run whose item table the LLM recommender uses
     depths: tuple[int, ...] = ()  # for kind == "sweep"
 
@@ -165,6 +179,7 @@ _SECTIONS = {
     "rec": RecConfig,
     "distill": DistillConfig,
     "analysis": AnalysisConfig,
+    "drop": DropConfig,
 }
 
 
@@ -221,6 +236,8 @@ def settings_hash(spec: RunSpec) -> str:
     payload["train"]["compile"] = False
     if spec.kind != "sweep":
         payload.pop("depths")
+    if spec.kind != "drop":
+        payload.pop("drop")  # only a drop run reads it; other runs keep the hashes they had before it
     payload["train"].pop("nproc_per_node")  # how many processes train it, not what is trained
     payload["train"].pop("eval_batch_size")  # users per no-grad batch: speed, not ranks
     payload["distill"].pop("cache_budget_gb")  # where the teacher states are kept: speed, not results
@@ -283,6 +300,8 @@ def validate(spec: RunSpec) -> None:
     _check("{items}" in r.prompt, "rec.prompt: must contain the placeholder {items}")
     if spec.kind == "student":
         _validate_distill(spec)
+    if spec.kind == "drop":
+        _validate_drop(spec.drop)
     if spec.kind == "sweep":
         _check(len(spec.depths) > 0 and all(x >= 1 for x in spec.depths),
                f"depths: expected a list of depths >= 1, got {list(spec.depths)}")
@@ -300,6 +319,27 @@ def _validate_distill(spec: RunSpec) -> None:
     _check(isinstance(budget, (int, float)) and not isinstance(budget, bool) and math.isfinite(budget) and budget >= 0,
            f"distill.cache_budget_gb: expected a number of GB >= 0 (0: auto, half the free device memory), "
            f"got {budget!r}")
+
+
+def _validate_drop(k: DropConfig) -> None:
+    # n < the run's depth is checked when the run's depth is known (core/stages/drop.py)
+    _check(bool(k.run), "drop.run: expected the id of a finished teacher or student run, got ''")
+    _check(k.rule in DROP_RULES, f"drop.rule: expected one of {', '.join(DROP_RULES)}, got '{k.rule}'")
+    _check(_is_int(k.n) and k.n >= 0, f"drop.n: expected a whole number of layers >= 0, got {k.n!r}")
+    _check(_is_int(k.heal_steps) and k.heal_steps >= 0,
+           f"drop.heal_steps: expected a whole number of steps >= 0 (0: not healed), got {k.heal_steps!r}")
+    _check(all(_is_int(x) and x >= 1 for x in k.layers),
+           f"drop.layers: expected 1-based layer numbers >= 1, got {list(k.layers)}")
+    _check(len(set(k.layers)) == len(k.layers), f"drop.layers: a layer is listed twice in {list(k.layers)}")
+    if k.rule == "list":
+        _check(len(k.layers) > 0, "drop.layers: rule 'list' needs the layers to drop, e.g. [3, 4]")
+    else:
+        _check(not k.layers, f"drop.layers: only rule 'list' takes layers; rule '{k.rule}' picks its own n={k.n} "
+                             f"layers, got layers {list(k.layers)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_blocks(teacher_depth: int, student_depth: int, blocks: int) -> None:

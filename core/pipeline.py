@@ -27,6 +27,7 @@ STAGES = {
     "teacher": "core.stages.llm:run_teacher",
     "student": "core.stages.student:run_student",
     "analysis": "core.stages.analysis:run_analysis",
+    "drop": "core.stages.drop:run_drop",
 }
 HEARTBEAT_S = 2.0
 
