@@ -283,8 +283,8 @@ def validate(spec: RunSpec) -> None:
     _check(t.nproc_per_node >= 1, f"train.nproc_per_node: expected >= 1 (processes per node), got {t.nproc_per_node}")
     _check(t.eval_batch_size >= 0, "train.eval_batch_size: expected >= 0 (0: auto, max(batch_size, 1024) on CUDA, "
                                    f"batch_size elsewhere), got {t.eval_batch_size}")
-    _check(spec.kind != "analysis" or t.nproc_per_node == 1,
-           f"train.nproc_per_node: the analysis stage runs in one process; set it to 1, got {t.nproc_per_node}")
+    _check(spec.kind not in ("analysis", "drop") or t.nproc_per_node == 1,
+           f"train.nproc_per_node: the {spec.kind} stage runs in one process; set it to 1, got {t.nproc_per_node}")
     _check(t.checkpoint_every >= 0, f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
     _check(0 <= t.warmup_ratio < 1, f"train.warmup_ratio: expected in [0, 1), got {t.warmup_ratio}")
     _check(t.precision in ("auto", "fp32", "bf16"), f"train.precision: expected auto, fp32 or bf16, got '{t.precision}'")

@@ -3,9 +3,10 @@
 `STAGES` is the one table the CLI and the worker both use: stage name -> `run_<stage>(spec, ctx)`.
 `submit` writes a queued run (reusing a finished run with the same settings hash when asked);
 `plan` adds the parent runs a stage needs (a teacher needs a SASRec item table, a student a
-teacher); `plan_pipeline` queues the chain sasrec -> teacher -> student -> analysis; `execute`
-runs one queued run to an end state: done, failed or cancelled, never left "running". In a run of
-several processes every rank calls `execute`; rank 0 records the run, the others write nothing.
+teacher, a drop run by influence or angular distance an analysis of its source); `plan_pipeline`
+queues the chain sasrec -> teacher -> student -> analysis; `execute` runs one queued run to an end
+state: done, failed or cancelled, never left "running". In a run of several processes every rank
+calls `execute`; rank 0 records the run, the others write nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import traceback
 from dataclasses import replace
 
 from core.config import RunSpec, eval_batch, from_dict, settings_hash, to_dict
+from core.drop_plan import prepare_drop
 from core.store import runs as run_store
 from core.store.events import EventWriter, compact
 from core.store.paths import Paths
@@ -59,6 +61,8 @@ def submit(paths: Paths, spec: RunSpec, parent_id: str | None = None, reuse: boo
 def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
     """Submit `spec` and any parents it lacks; return the run ids in execution order."""
     ids: list[str] = []
+    if spec.kind == "drop":
+        return plan_drop(paths, spec, reuse)
     if spec.kind == "student" and spec.distill.teacher_run and not spec.sasrec_run:
         # a student reads the same frozen item table as its teacher
         teacher = run_store.read_spec(paths.runs, spec.distill.teacher_run)["spec"]
@@ -72,6 +76,17 @@ def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
     parent_id = spec.distill.teacher_run if spec.kind == "student" else (spec.analysis.run or None)
     run_id, _ = submit(paths, spec, parent_id=parent_id or (ids[-1] if ids else None), reuse=reuse)
     return ids + [run_id]
+
+
+def plan_drop(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
+    """Submit a drop run after checking its source run, with the analysis parent (valid split) that the
+    influence and angular rules read when drop.analysis_run is empty (core/drop_plan.py)."""
+    spec, analysis = prepare_drop(paths, spec)
+    ids = []
+    if analysis is not None:
+        ids.append(submit(paths, analysis, parent_id=spec.drop.run, reuse=reuse)[0])
+        spec = replace(spec, drop=replace(spec.drop, analysis_run=ids[-1]))
+    return ids + [submit(paths, spec, parent_id=spec.drop.analysis_run or spec.drop.run, reuse=reuse)[0]]
 
 
 def sweep_runs(spec: RunSpec) -> list[RunSpec]:

@@ -46,7 +46,8 @@ def dependencies(run: dict) -> list[str]:
     """The run ids this run needs finished first, in a stable order without repeats."""
     spec = run.get("spec") or {}
     named = [run.get("parent_id"), spec.get("sasrec_run"), (spec.get("distill") or {}).get("teacher_run"),
-             (spec.get("analysis") or {}).get("run"), (spec.get("analysis") or {}).get("against")]
+             (spec.get("analysis") or {}).get("run"), (spec.get("analysis") or {}).get("against"),
+             (spec.get("drop") or {}).get("run"), (spec.get("drop") or {}).get("analysis_run")]
     return list(dict.fromkeys(i for i in named if i))
 
 
