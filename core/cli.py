@@ -43,18 +43,30 @@ OPTIONS = [
 ]
 
 
+# `slmrec run drop` (--run is then drop.run); strings, so that the drop commands can expand sweeps
+DROP_OPTIONS = [
+    ("--rule", "drop: last | influence | angular | list; a comma list or 'all' (last,influence,angular) sweeps"),
+    ("--n", "drop: layers to drop; a comma list (1,2,3) or a range (1-7) sweeps"),
+    ("--layers", "drop, rule list: the 1-based layer numbers to drop, e.g. 3,4"),
+    ("--heal-steps", "drop: LoRA fine-tune steps after dropping (0: not healed)"),
+    ("--analysis-run", "drop: the analysis run the influence and angular rules read (default: planned)"),
+]
+
+
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
 def add_run_options(parser: argparse.ArgumentParser, extra_stages: tuple[str, ...] = ()) -> None:
     """The options of `slmrec run` and `slmrec submit` (which adds the `pipeline` pseudo-stage)."""
-    parser.add_argument("stage", choices=["sasrec", "teacher", "student", "analysis", "sweep", *extra_stages])
+    parser.add_argument("stage", choices=["sasrec", "teacher", "student", "analysis", "sweep", "drop", *extra_stages])
     parser.add_argument("--preset", default="", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--spec", type=Path, help="a JSON spec file (options override it)")
     parser.add_argument("--depths", help="comma-separated depths for the sweep stage, e.g. 1,2,4,8")
     for flag, _, _, kind in OPTIONS:
         parser.add_argument(flag, type=kind, default=None)
+    for flag, help_text in DROP_OPTIONS:
+        parser.add_argument(flag, default=None, help=help_text)
     parser.add_argument("--json", action="store_true")
 
 
@@ -80,7 +92,36 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             overrides.setdefault(section, {})[field] = value
     if args.depths:
         overrides["depths"] = [int(x) for x in args.depths.split(",") if x.strip()]
+    _drop_overrides(args, overrides)
     return apply_preset(args.preset, overrides, args.stage)
+
+
+def _drop_overrides(args: argparse.Namespace, overrides: dict) -> None:
+    """The drop section from the drop flags (one rule and n: core/commands_drop.py expands sweeps)."""
+    given = [flag for flag, _ in DROP_OPTIONS if getattr(args, _dest(flag), None) is not None]
+    if args.stage != "drop":
+        if given:
+            raise ConfigError(f"{given[0]}: applies to the drop stage only (`slmrec run drop`)")
+        return
+    drop = overrides.setdefault("drop", {})
+    if args.run is not None:  # the run whose layers are dropped
+        drop["run"] = overrides.get("analysis", {}).pop("run")
+    for flag in ("--rule", "--analysis-run"):
+        if getattr(args, _dest(flag)) is not None:
+            drop[_dest(flag)] = getattr(args, _dest(flag))
+    for flag in ("--n", "--heal-steps"):
+        if getattr(args, _dest(flag)) is not None:
+            drop[_dest(flag)] = int_option(flag, getattr(args, _dest(flag)))
+    if args.layers is not None:
+        drop["layers"] = [int_option("--layers", x) for x in args.layers.split(",") if x.strip()]
+
+
+def int_option(flag: str, text) -> int:
+    """A whole number given to `flag`, or a ConfigError naming the flag."""
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{flag}: expected a whole number, got '{text}'") from None
 
 
 def _print_rows(rows: list[dict], as_json: bool, as_csv: bool) -> None:

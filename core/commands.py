@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from core.cli import _print_rows, add_run_options, spec_from_args
+from core.commands_drop import plan_all, specs_from_args
 from core.config import ConfigError, RunSpec, check_blocks, depth_warning
 from core.store.paths import Paths
 
@@ -94,7 +95,8 @@ def cmd_run(args) -> int:
     from core.store import runs as run_store  # noqa: PLC0415
 
     paths = _paths(args)
-    spec = spec_from_args(args)
+    specs = specs_from_args(args)  # several for a drop sweep
+    spec = specs[0]
     if launch.under_torchrun():
         if launch.env_rank() == 0:
             _warn_depths(paths, spec)
@@ -105,7 +107,7 @@ def cmd_run(args) -> int:
         launch.check_devices(spec, nodes)
         return launch.relaunch(args.argv, spec.train.nproc_per_node, nodes)
     _warn_depths(paths, spec)
-    run_ids = pipeline.plan(paths, spec)
+    run_ids = plan_all(paths, specs)
     for run_id in run_ids:
         state = run_store.read_state(paths.runs, run_id)
         if state["status"] == "done":
@@ -170,9 +172,9 @@ def cmd_submit(args) -> int:
         _warn_depths(paths, specs[1], teacher_depth=specs[0].backbone.depth)
         run_ids = pipeline.plan_pipeline(paths, *specs)
     else:
-        spec = spec_from_args(args)
-        _warn_depths(paths, spec)
-        run_ids = pipeline.plan(paths, spec)
+        specs = specs_from_args(args)  # several for a drop sweep
+        _warn_depths(paths, specs[0])
+        run_ids = plan_all(paths, specs)
     summary = _run_summary(paths, run_ids)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
