@@ -196,3 +196,46 @@ def histogram(counts: pd.DataFrame, x: str, title: str, x_title: str) -> go.Figu
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title="users")
     return _layout(fig, title)
+
+
+ROAD_COLORS = {"truncation": "#7f7f7f", "block-influence drop": "#ff7f0e", "angular drop": "#2ca02c",
+               "picked layers": "#9467bd", "SLMRec student": "#1f77b4", "no-distillation student": "#17becf",
+               "teacher": MODEL_COLORS["teacher"], "student": MODEL_COLORS["student"], "SASRec": "grey"}
+
+
+def _interval(rows: pd.DataFrame) -> dict:
+    return dict(type="data", symmetric=False, array=rows["ci_high"] - rows["value"],
+                arrayminus=rows["value"] - rows["ci_low"])
+
+
+def roads(rows: pd.DataFrame, metric: str, protocol: str) -> go.Figure:
+    """Roads to a small recommender (app/roads.py points): the metric against layers kept, one line per road
+    with 95% intervals (a healed road dotted, in its road's colour), the reference runs as dashed lines."""
+    fig = go.Figure()
+    for road, group in rows[~rows["reference"]].groupby("road", sort=False):
+        base = road.split(", healed")[0]
+        healed = base != road
+        fig.add_trace(go.Scatter(
+            x=group["kept"], y=group["value"], error_y=_interval(group), mode="lines+markers", name=road,
+            text=group["label"], customdata=group["dropped"],
+            line=dict(color=ROAD_COLORS.get(base), dash="dot" if healed else "solid"),
+            marker=dict(size=9, symbol="circle-open" if healed else "circle"),
+            hovertemplate=f"{road}<br>%{{text}}<br>%{{x}} layers kept (dropped: %{{customdata}})<br>"
+                          f"{metric} %{{y:.4f}}<extra></extra>"))
+    for row in rows[rows["reference"]].to_dict("records"):
+        name = f"{row['road']} {row['value']:.4f}"
+        fig.add_hline(y=row["value"], line_dash="dash", line_color=ROAD_COLORS.get(row["road"], "grey"),
+                      annotation_text=name, annotation_position="bottom left")
+        if pd.notna(row["kept"]):  # the source at its own depth, with its interval
+            fig.add_trace(go.Scatter(x=[row["kept"]], y=[row["value"]], error_y=_interval(pd.DataFrame([row])),
+                                     mode="markers", name=f"{row['road']} (full depth)", text=[row["label"]],
+                                     marker=dict(size=13, symbol="star", color=ROAD_COLORS.get(row["road"])),
+                                     hovertemplate="%{text}<br>%{x} layers<br>" + metric
+                                                   + " %{y:.4f}<extra></extra>"))
+    kept = rows["kept"].dropna()
+    fig.update_xaxes(title="LLM layers kept", dtick=1, tickformat="d",
+                     range=[-0.5, float(kept.max()) + 0.5] if not kept.empty else None)
+    fig.update_yaxes(title=f"{metric} (test, {protocol} ranking)")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return _layout(fig, f"Roads to a small recommender: {metric} by layers kept (95% intervals over test users)",
+                   height=HEIGHT + 80)

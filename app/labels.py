@@ -91,13 +91,19 @@ def _head(run: Mapping, spec: dict) -> str:
             return f"analysis of {base_name(backbone.get('base', '?'))} (pretrained)"
         against = f" vs ·{analysis['against'][-6:]}" if analysis.get("against") else ""
         return f"analysis of ·{analysis['run'][-6:]}{against}"
+    if kind == "drop":  # e.g. 'drop 2 (angular) of ·abc123 healed 50', 'drop layers 3, 4 of ·abc123'
+        drop = spec.get("drop", {})
+        what = (f"layers {', '.join(map(str, drop.get('layers', ())))}" if drop.get("rule") == "list"
+                else f"{drop.get('n', '?')} ({drop.get('rule', '?')})")
+        healed = f" healed {drop['heal_steps']}" if drop.get("heal_steps") else ""
+        return f"drop {what} of ·{str(drop.get('run', ''))[-6:]}{healed}"
     return str(kind)
 
 
 def _settings(run: Mapping, spec: dict) -> list[str]:
     """The label's parts that name the settings: head, base and budget, dataset."""
     kind = run.get("kind") or spec.get("kind")
-    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student") else ""
+    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student", "drop") else ""
     size = " ".join(dict.fromkeys(p for p in (model, budget(spec)) if p))  # 'tiny', not 'tiny tiny'
     return [_head(run, spec), size, str(spec.get("data", {}).get("dataset", ""))]
 

@@ -1,14 +1,16 @@
-"""Layers: what each layer has learned: CKA, angular distance, block influence, per-layer readout, depth."""
+"""Layers: what each layer has learned: CKA, angular distance, block influence, per-layer readout, depth, and
+what dropping layers does (drop runs against truncation and the students)."""
 
 import streamlit as st
 
-from app import context, figures, labels, layers, links, queries, widgets
+from app import context, drop_section, figures, labels, layers, links, queries, widgets
 
 st.title("Layers")
 st.caption("Layer l is the residual stream after decoder layer l (0 = the input embeddings).")
 store = context.store()
 runs = queries.runs(store)
 found = queries.layer_runs(store).merge(runs[["run_id", "label", "created_at"]], on="run_id")
+run_id, info = None, None  # the analysis picked below, and the runs it looked at
 if found.empty:
     widgets.empty("No layer analysis yet. Every pipeline from **Launch** ends with an analysis run; the **Tour**'s "
                   "first cell analyses the pretrained LLM alone. Results appear here when one finishes.")
@@ -103,3 +105,5 @@ if not sweep.empty:
     figure = figures.depth_sweep(sweep, sweep_metric, sasrec)
     figure = figures.mark_random(figure, bool((sweep["base"] == "tiny").any()))
     widgets.chart(figure, labels.with_labels(sweep, runs), "layers_depth_sweep")
+
+drop_section.render(info, run_id)
