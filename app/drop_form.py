@@ -3,8 +3,8 @@ before anything is queued), their submission through core.pipeline, and what the
 
 One setting is one drop run (core.config.DropConfig) of a finished teacher or student: a rule and a number
 n of layers to drop, or the layers picked by hand (rule list), healed or not. "every rule" and a range of n
-make a sweep: one run per (rule, n). The spec of a drop run is the source run's spec with kind "drop" and
-the drop section, so it evaluates on the same data settings as the run it drops layers from.
+make a sweep: one run per (rule, n), as `slmrec submit drop --rule all --n 1-7` plans it. The specs are
+the CLI's, so a run queued from either is reused by the other.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from core import pipeline
 from core.config import ConfigError, DropConfig, RunSpec, from_dict
+from core.drop_plan import source_spec
 from core.store.paths import Paths
 
 RULES = {"last": "truncation: drop the last n", "influence": "block influence: drop the n lowest",
@@ -54,8 +55,8 @@ def settings(s: DropSettings, depth: int) -> list[DropConfig]:
     if s.heal_steps < 0:
         raise ConfigError(f"drop.heal_steps: expected a number of steps >= 0 (0: not healed), got {s.heal_steps}")
     if s.rule == "list":
-        return [DropConfig(run=s.run, rule="list", n=len(s.layers), layers=_layers(s.layers, depth),
-                           heal_steps=s.heal_steps)]
+        # n is left at its default: rule list ignores it, and the CLI leaves it so too (same settings hash)
+        return [DropConfig(run=s.run, rule="list", layers=_layers(s.layers, depth), heal_steps=s.heal_steps)]
     ns = parse_n(s.n)
     if ns[-1] >= depth:
         raise ConfigError(f"drop.n: n = {ns[-1]} drops every layer of this {depth}-layer model; expected n from 0 "
@@ -75,15 +76,19 @@ def _layers(layers: tuple[int, ...], depth: int) -> tuple[int, ...]:
     return tuple(sorted(set(layers)))
 
 
-def drop_spec(source: dict, drop: DropConfig) -> RunSpec:
-    """The drop run's spec: the source run's spec (as stored) with kind 'drop' and `drop`; core validates it."""
-    values = {k: v for k, v in source.items() if k not in ("kind", "drop", "depths", "name")}
-    return from_dict({**values, "kind": "drop", "drop": asdict(drop)})
+def drop_spec(drop: DropConfig) -> RunSpec:
+    """The drop run's spec as `slmrec submit drop` builds it (so both find each other's runs): the drop section
+    on core's defaults; planning gives it the source's data and prompt (core/drop_plan.py)."""
+    return from_dict({"kind": "drop", "drop": asdict(drop)})
 
 
-def build_specs(s: DropSettings, source: dict, depth: int) -> list[RunSpec]:
-    """Every drop run's spec for the form's values; ConfigError (naming the field) before anything is queued."""
-    return [drop_spec(source, drop) for drop in settings(s, depth)]
+def build_specs(paths: Paths, s: DropSettings, depth: int) -> list[RunSpec]:
+    """Every drop run's spec for the form's values, each checked against its source run by core (as the CLI
+    checks them); ConfigError naming the field before anything is queued."""
+    specs = [drop_spec(drop) for drop in settings(s, depth)]
+    for spec in specs:
+        source_spec(paths, spec)
+    return specs
 
 
 def submit(paths: Paths, specs: list[RunSpec]) -> list[str]:

@@ -9,8 +9,6 @@ while one of those runs moves, and the chart gains its points when they finish.
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from app import context, drop_form, figures, labels, launch, live, queries, roads, widgets
@@ -78,9 +76,8 @@ def _submit(paths, runs, source: str, depth: int, rule: str) -> None:
     settings = drop_form.DropSettings(run=source, rule=rule, n=st.session_state.get("layers_drop_n", ""),
                                       layers=tuple(st.session_state.get("layers_drop_layers") or ()),
                                       heal_steps=int(st.session_state.get("layers_drop_heal", 0)))
-    spec = json.loads(runs.loc[runs["run_id"] == source, "spec"].iloc[0])
     try:
-        specs = drop_form.build_specs(settings, spec, depth)
+        specs = drop_form.build_specs(paths, settings, depth)
     except ConfigError as exc:
         st.session_state.pop(SUBMITTED, None)
         st.error(f"Not launched: {exc}", icon=":material/error:")

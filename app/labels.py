@@ -103,7 +103,7 @@ def _head(run: Mapping, spec: dict) -> str:
 def _settings(run: Mapping, spec: dict) -> list[str]:
     """The label's parts that name the settings: head, base and budget, dataset."""
     kind = run.get("kind") or spec.get("kind")
-    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student", "drop") else ""
+    model = base_name(spec.get("backbone", {}).get("base", "")) if kind in ("teacher", "student") else ""
     size = " ".join(dict.fromkeys(p for p in (model, budget(spec)) if p))  # 'tiny', not 'tiny tiny'
     return [_head(run, spec), size, str(spec.get("data", {}).get("dataset", ""))]
 

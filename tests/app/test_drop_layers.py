@@ -17,7 +17,8 @@ import streamlit
 from app import drop_form, figures, roads
 from app.context import Store
 from bench.fixture_store import build_store, write_planted
-from core.config import ConfigError, DropConfig, apply_preset, from_dict, settings_hash, to_dict
+from core.config import ConfigError, DropConfig, apply_preset, settings_hash, to_dict
+from core.drop_plan import prepare_drop
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
@@ -39,8 +40,9 @@ def _ranks(events: EventWriter, model: str, step: int, ranks: np.ndarray) -> Non
 def add_drop(paths: Paths, source: str, rule: str, n: int, ranks: dict, heal: int = 0, status: str = "done",
              layers: tuple = (), depth: int = 8) -> str:
     """A drop run of `source` whose models ('drop', 'drop-healed') rank every user's target at ranks[model]."""
-    spec = drop_form.drop_spec(run_store.read_spec(paths.runs, source)["spec"],
-                               DropConfig(run=source, rule=rule, n=n, layers=layers, heal_steps=heal))
+    planted = "planted" if rule in ("influence", "angular") else ""  # no analysis parent for the fixture
+    drop = DropConfig(run=source, rule=rule, n=n, layers=layers, heal_steps=heal, analysis_run=planted)
+    spec, _ = prepare_drop(paths, drop_form.drop_spec(drop))  # the source's data, as core plans it
     run_id = run_store.create_run(paths.runs, to_dict(spec), "drop", "", source, settings_hash(spec))
     if status != "done":
         return run_id
@@ -178,19 +180,41 @@ def test_form_sweeps_every_rule_and_a_range_of_n():
     assert picked.layers == (3, 4) and picked.rule == "list"
 
 
-def test_drop_spec_keeps_the_sources_data_settings(project):
-    root, ids = project
-    source = run_store.read_spec(Paths(root).runs, ids["teacher"])["spec"]
-    spec = drop_form.drop_spec(source, DropConfig(run=ids["teacher"], rule="last", n=2))
-    assert spec.kind == "drop" and spec.drop.n == 2 and spec.data == from_dict(source).data
-    assert spec.backbone == from_dict(source).backbone
+def test_the_forms_runs_are_the_clis(page_project, capsys):
+    """A sweep queued by `slmrec submit drop` is found again, run for run, by the form's specs."""
+    from core.cli import main
+
+    root, ids = page_project
+    paths = Paths(root)
+    assert main(["--root", str(root), "submit", "drop", "--run", ids["teacher"], "--rule", "last,angular",
+                 "--n", "3-4", "--heal-steps", "7"]) == 0
+    cli = {r["run_id"] for r in run_store.list_runs(paths.runs)}
+    settings = drop_form.DropSettings(ids["teacher"], "all", n="3-4", heal_steps=7)
+    specs = drop_form.build_specs(paths, settings, depth=8)
+    assert len(specs) == 6
+    found = drop_form.submit(paths, [s for s in specs if s.drop.rule != "influence"])
+    assert set(found) <= cli  # every run (and the analysis angular reads) reused
+    [picked] = drop_form.build_specs(paths, drop_form.DropSettings(ids["teacher"], "list", layers=(2, 5)), 8)
+    assert main(["--root", str(root), "submit", "drop", "--run", ids["teacher"], "--rule", "list",
+                 "--layers", "2,5"]) == 0
+    [by_cli] = {r["run_id"] for r in run_store.list_runs(paths.runs)} - cli
+    assert drop_form.submit(paths, [picked]) == [by_cli]
+
+
+def test_core_refuses_what_the_form_cannot_know(page_project):
+    root, ids = page_project
+    settings = drop_form.DropSettings(ids["student"], "last", n="4")  # the student has 4 layers, not 8
+    with pytest.raises(ConfigError, match=r"drop\.n"):
+        drop_form.build_specs(Paths(root), settings, depth=8)
+    with pytest.raises(ConfigError, match=r"drop\.run"):
+        drop_form.build_specs(Paths(root), drop_form.DropSettings(ids["sasrec"], "last"), depth=8)
 
 
 def test_drop_runs_are_labelled_by_what_they_drop(project, store):
     root, ids = project
     names = dict(zip(_runs(store)["run_id"], _runs(store)["label"]))
-    assert names[ids["last1"]].startswith(f"drop 1 (last) of ·{ids['teacher'][-6:]} healed 5 · tiny")
-    assert names[ids["angular2"]].startswith(f"drop 2 (angular) of ·{ids['teacher'][-6:]} · tiny")
+    assert names[ids["last1"]].startswith(f"drop 1 (last) of ·{ids['teacher'][-6:]} healed 5 · 64 users · toy")
+    assert names[ids["angular2"]].startswith(f"drop 2 (angular) of ·{ids['teacher'][-6:]} · 64 users · toy")
 
 
 @pytest.fixture
