@@ -23,7 +23,7 @@ from core.config import TrainConfig, eval_batch
 if TYPE_CHECKING:
     import torch
 
-GROUPS = ("llm", "host", "store", "data", "app", "pipeline")
+GROUPS = ("llm", "host", "store", "data", "app", "pipeline", "drop")
 
 
 def _positive(text: str) -> int:
@@ -88,6 +88,8 @@ def run_all(args: argparse.Namespace) -> int:
         emit(app_pages())
     if args.only in (None, "pipeline"):
         emit(cpu_quick_pipeline(device))
+    if args.only in (None, "drop"):
+        emit(drop_layers(device))
     return 0
 
 
@@ -123,6 +125,11 @@ def _child_json(module: str, *args: str) -> dict:
 def cpu_quick_pipeline(device: torch.device) -> dict:
     """The cpu-quick pipeline end to end (bench/pipeline.py, in its own process and project)."""
     return _child_json("bench.pipeline", "--device", str(device))
+
+
+def drop_layers(device: torch.device) -> dict:
+    """One drop-layer evaluation of the 8-layer ml-100k teacher (bench/drop.py, in its own process and project)."""
+    return _child_json("bench.drop", "--device", str(device))
 
 
 def app_pages() -> dict:
