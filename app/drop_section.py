@@ -67,7 +67,9 @@ def _form(paths, runs, source: str) -> None:
     if isinstance(last, dict) and last["source"] == source:
         now = queries.runs(context.store())
         shown = labels.label_map(now[now["run_id"].isin(last["ids"])])
-        st.success(f"Queued {len(last['ids'])} runs ({launch.submission_summary(last['ids'], last['before'])}): "
+        count = len(last["ids"])
+        st.success(f"Queued {count} run{'s' if count > 1 else ''} "
+                   f"({launch.submission_summary(last['ids'], last['before'])}): "
                    + "; ".join(f"{shown.get(r, r)} ({'reused' if r in last['before'] else 'new'})"
                                for r in last["ids"]), icon=":material/check_circle:")
 

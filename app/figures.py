@@ -212,15 +212,17 @@ def roads(rows: pd.DataFrame, metric: str, protocol: str) -> go.Figure:
     """Roads to a small recommender (app/roads.py points): the metric against layers kept, one line per road
     with 95% intervals (a healed road dotted, in its road's colour), the reference runs as dashed lines."""
     fig = go.Figure()
-    for road, group in rows[~rows["reference"]].groupby("road", sort=False):
+    lines = rows[~rows["reference"]].groupby("road", sort=False)
+    for i, (road, group) in enumerate(lines):
         base = road.split(", healed")[0]
         healed = base != road
+        dodge = 0.06 * (i - (lines.ngroups - 1) / 2)  # roads side by side, so intervals at one depth stay apart
         fig.add_trace(go.Scatter(
-            x=group["kept"], y=group["value"], error_y=_interval(group), mode="lines+markers", name=road,
-            text=group["label"], customdata=group["dropped"],
+            x=group["kept"] + dodge, y=group["value"], error_y=_interval(group), mode="lines+markers", name=road,
+            text=group["label"], customdata=group[["kept", "dropped"]],
             line=dict(color=ROAD_COLORS.get(base), dash="dot" if healed else "solid"),
             marker=dict(size=9, symbol="circle-open" if healed else "circle"),
-            hovertemplate=f"{road}<br>%{{text}}<br>%{{x}} layers kept (dropped: %{{customdata}})<br>"
+            hovertemplate=f"{road}<br>%{{text}}<br>%{{customdata[0]}} layers kept (dropped: %{{customdata[1]}})<br>"
                           f"{metric} %{{y:.4f}}<extra></extra>"))
     for row in rows[rows["reference"]].to_dict("records"):
         name = f"{row['road']} {row['value']:.4f}"
@@ -235,7 +237,6 @@ def roads(rows: pd.DataFrame, metric: str, protocol: str) -> go.Figure:
     kept = rows["kept"].dropna()
     fig.update_xaxes(title="LLM layers kept", dtick=1, tickformat="d",
                      range=[-0.5, float(kept.max()) + 0.5] if not kept.empty else None)
-    fig.update_yaxes(title=f"{metric} (test, {protocol} ranking)")
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    return _layout(fig, f"Roads to a small recommender: {metric} by layers kept (95% intervals over test users)",
-                   height=HEIGHT + 80)
+    fig.update_yaxes(title=f"{metric} (test, {protocol}), 95% CI")
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # even one road
+    return _layout(fig, f"Roads to a small recommender: {metric} by layers kept", height=HEIGHT + 80)

@@ -140,7 +140,9 @@ def test_figure_draws_a_line_per_road_healed_dotted_and_the_references(project, 
     rows = roads.chart_rows(store, _runs(store), ids["teacher"], "NDCG@10", "full")
     fig = figures.roads(rows, "NDCG@10", "full")
     lines = {t.name: t for t in fig.data}
-    assert list(lines["truncation"].x) == [6, 7] and lines["truncation"].line.dash == "solid"
+    assert [round(x) for x in lines["truncation"].x] == [6, 7] and lines["truncation"].line.dash == "solid"
+    assert [k for k, _ in lines["truncation"].customdata] == [6, 7]  # hover: the layers kept, undodged
+    assert lines["truncation"].x[0] != lines["angular drop"].x[0]  # roads at one depth side by side
     healed = lines["truncation, healed (5 steps)"]
     assert healed.line.dash == "dot" and healed.line.color == lines["truncation"].line.color
     assert list(lines["teacher (full depth)"].x) == [8]
