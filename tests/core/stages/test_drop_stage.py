@@ -8,7 +8,6 @@ import torch
 
 from core import pipeline, scheduler
 from core.cli import main
-from core.config import apply_preset
 from core.data.prepare import prepare
 from core.eval.records import metric_rows
 from core.models.backbone import decoder_from_model
@@ -19,24 +18,7 @@ from core.stages.llm import evaluate, load_finished_model
 from core.store import checkpoints, runs as run_store
 from core.store.paths import Paths
 from core.store.query import query
-
-
-def tiny(kind, **sections):
-    # a short prompt keeps the byte-level tiny model's sequences short, so every run takes seconds
-    base = {"data": {"dataset": "toy", "kcore": 0}, "train": {"max_steps": 0, "epochs": 1},
-            "rec": {"prompt": "Seen {items}."}}
-    for key, value in sections.items():
-        base.setdefault(key, {}).update(value)
-    return apply_preset("tiny", base, kind)
-
-
-def run_all(paths, spec):
-    ids = pipeline.plan(paths, spec)
-    for run_id in ids:
-        if run_store.read_state(paths.runs, run_id)["status"] != "done":
-            state = pipeline.execute(paths, run_id)
-            assert state["status"] == "done", state.get("error")
-    return ids
+from tests.core.stages.test_analysis_stage import run_all, tiny  # the toy data with a short prompt
 
 
 def metrics(paths, run_id, model, split="test"):
