@@ -36,6 +36,7 @@ def source_spec(paths: Paths, spec: RunSpec) -> RunSpec:
         raise ConfigError(f"drop.run: run '{d.run}' is a {header.get('kind')} run; layers are dropped from a "
                           f"teacher or student run")
     source = from_dict(header["spec"])
+    check_healing(spec, source)
     depth = source.backbone.depth
     try:
         if d.rule == "list":
@@ -45,6 +46,13 @@ def source_spec(paths: Paths, spec: RunSpec) -> RunSpec:
     except RuleError as exc:
         raise ConfigError(str(exc)) from exc
     return source
+
+
+def check_healing(spec: RunSpec, source: RunSpec) -> None:
+    """Healing fine-tunes LoRA adapters: refuse it for a source trained without them."""
+    if spec.drop.heal_steps and source.backbone.training != "lora":
+        raise ConfigError(f"drop.heal_steps: healing fine-tunes LoRA adapters, but run '{spec.drop.run}' was "
+                          f"trained with backbone.training '{source.backbone.training}'; set heal_steps to 0")
 
 
 def analysis_parent(spec: RunSpec, source: RunSpec) -> RunSpec:

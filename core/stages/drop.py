@@ -20,7 +20,7 @@ import torch
 
 from core.config import RunSpec
 from core.data.prepare import prepare
-from core.drop_plan import ANALYSIS_SPLIT, SOURCE_KINDS
+from core.drop_plan import ANALYSIS_SPLIT, SOURCE_KINDS, check_healing
 from core.eval.drop_rules import pick
 from core.eval.evaluate import eval_users
 from core.eval.records import metric_rows
@@ -68,9 +68,6 @@ def analysis_rows(ctx: RunContext, spec: RunSpec, source: RunSpec) -> tuple[list
 
 def _heal(ctx: RunContext, spec: RunSpec, source: RunSpec, model, prepared):
     """Fine-tune the source's trainable weights (LoRA, maps) for drop.heal_steps steps; the shared loop's result."""
-    if source.backbone.training != "lora":
-        raise StageError(f"drop.heal_steps: healing fine-tunes LoRA adapters, but run '{spec.drop.run}' was trained "
-                         f"with backbone.training '{source.backbone.training}'; set heal_steps to 0")
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name or name.startswith(("input_map.", "score_head.")))
     steps = spec.drop.heal_steps
@@ -122,6 +119,7 @@ def run_drop(spec: RunSpec, ctx: RunContext) -> dict:
         raise StageError(f"drop.run: run '{d.run}' is a {kind} run; layers are dropped from a teacher or student run")
     ctx.set_state(phase="load")
     source, model = load_finished_model(ctx, d.run, spec.train)
+    check_healing(spec, source)
     depth = model.num_layers
     rows, name = analysis_rows(ctx, spec, source) if d.rule in ("influence", "angular") else ([], "")
     numbers = pick(d.rule, depth, d.n, d.layers, rows, name, d.run, d.analysis_run)

@@ -224,3 +224,12 @@ def test_an_interrupted_healing_resumes_without_repeating_rows(trained, monkeypa
     dupes = query(paths.data_root, "SELECT step, split, protocol, model, metric, count(*) n FROM metrics "
                                    "WHERE run_id = ? GROUP BY ALL HAVING n > 1", [drop_id])
     assert dupes == [] and len(metrics(paths, drop_id, "drop")) == len(metrics(paths, drop_id, "drop-healed")) == 16
+
+
+def test_healing_a_run_trained_without_lora_is_refused_before_queueing(trained):
+    from core.config import ConfigError
+    paths, _ = trained
+    full_id, _ = pipeline.submit(paths, tiny("teacher", backbone={"training": "full"}))  # queued, never run
+    with pytest.raises(ConfigError, match=f"drop.heal_steps: healing fine-tunes LoRA adapters, but run '{full_id}'"):
+        pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1, "heal_steps": 5}))
+    assert pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1}))  # unhealed is fine
