@@ -37,6 +37,8 @@ def source_spec(paths: Paths, spec: RunSpec) -> RunSpec:
                           f"teacher or student run")
     source = from_dict(header["spec"])
     check_healing(spec, source)
+    if d.analysis_run:
+        analysis_of(paths, spec)
     depth = source.backbone.depth
     try:
         if d.rule == "list":
@@ -46,6 +48,25 @@ def source_spec(paths: Paths, spec: RunSpec) -> RunSpec:
     except RuleError as exc:
         raise ConfigError(str(exc)) from exc
     return source
+
+
+def analysis_of(paths: Paths, spec: RunSpec) -> dict:
+    """The analysis section of drop.analysis_run, refused unless it analyses drop.run on users other
+    than the test users (the rules must never read the states of the users the drop is scored on)."""
+    d = spec.drop
+    try:
+        check_run_id(d.analysis_run)
+        header = run_store.read_spec(paths.runs, d.analysis_run)
+    except (ValueError, run_store.RunNotFoundError) as exc:
+        raise ConfigError(f"drop.analysis_run: {exc}; leave it empty and an analysis is planned") from exc
+    a = header["spec"].get("analysis") or {}
+    if header.get("kind") != "analysis" or d.run not in (a.get("run"), a.get("against")):
+        raise ConfigError(f"drop.analysis_run: run '{d.analysis_run}' is not an analysis of run '{d.run}'")
+    if a.get("split", "test") == "test":
+        raise ConfigError(f"drop.analysis_run: analysis run '{d.analysis_run}' measured the test users "
+                          f"(analysis.split 'test'), on which the drop is scored; use an analysis on the "
+                          f"'{ANALYSIS_SPLIT}' split (leave drop.analysis_run empty and one is planned)")
+    return a
 
 
 def check_healing(spec: RunSpec, source: RunSpec) -> None:

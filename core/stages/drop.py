@@ -20,7 +20,7 @@ import torch
 
 from core.config import RunSpec
 from core.data.prepare import prepare
-from core.drop_plan import ANALYSIS_SPLIT, SOURCE_KINDS, check_healing
+from core.drop_plan import SOURCE_KINDS, analysis_of, check_healing
 from core.eval.drop_rules import pick
 from core.eval.evaluate import eval_users
 from core.eval.records import metric_rows
@@ -49,14 +49,7 @@ def analysis_rows(ctx: RunContext, spec: RunSpec, source: RunSpec) -> tuple[list
     if not name:
         raise StageError(f"drop.analysis_run: rule '{d.rule}' reads an analysis of run '{d.run}' and none is named; "
                          "plan the drop with `slmrec run drop` (or core.pipeline.plan), which adds one")
-    header = run_store.read_spec(ctx.paths.runs, name)
-    a = header["spec"].get("analysis") or {}
-    if header.get("kind") != "analysis" or d.run not in (a.get("run"), a.get("against")):
-        raise StageError(f"drop.analysis_run: run '{name}' is not an analysis of run '{d.run}'")
-    if a.get("split", "test") == "test":
-        raise StageError(f"drop.analysis_run: analysis run '{name}' measured the test users (analysis.split "
-                         f"'test'), on which the drop is scored; use an analysis on the '{ANALYSIS_SPLIT}' split "
-                         "(leave drop.analysis_run empty and one is planned)")
+    a = analysis_of(ctx.paths, spec)
     status = run_store.read_state(ctx.paths.runs, name).get("status")
     if status != "done":
         raise StageError(f"drop.analysis_run: analysis run '{name}' is {status}, not done")

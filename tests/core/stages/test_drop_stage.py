@@ -106,15 +106,17 @@ def test_the_rules_read_an_analysis_of_the_valid_users(trained):
 
 
 def test_an_analysis_of_the_test_users_is_refused(trained):
+    from core.config import ConfigError
     paths, teacher_id = trained
     on_test = run_all(paths, tiny("analysis", analysis={"run": teacher_id, "split": "test", "users": 0}))[-1]
-    ids = pipeline.plan(paths, tiny("drop", drop={"run": teacher_id, "rule": "angular", "n": 1,
-                                                    "analysis_run": on_test}))
-    assert len(ids) == 1
-    state = pipeline.execute(paths, ids[0])
-    assert state["status"] == "failed"
-    assert f"analysis run '{on_test}' measured the test users" in state["error"] and "drop.analysis_run" in state["error"]
-    assert metrics(paths, ids[0], "drop") == {}
+    spec = tiny("drop", drop={"run": teacher_id, "rule": "angular", "n": 1, "analysis_run": on_test})
+    message = f"drop.analysis_run: analysis run '{on_test}' measured the test users"
+    with pytest.raises(ConfigError, match=message):
+        pipeline.plan(paths, spec)
+    drop_id, _ = pipeline.submit(paths, spec)  # queued without the plan's check: the stage refuses it too
+    state = pipeline.execute(paths, drop_id)
+    assert state["status"] == "failed" and message in state["error"]
+    assert metrics(paths, drop_id, "drop") == {}
 
 
 def test_healing_writes_healed_rows_and_changes_the_weights(trained):
@@ -233,3 +235,27 @@ def test_healing_a_run_trained_without_lora_is_refused_before_queueing(trained):
     with pytest.raises(ConfigError, match=f"drop.heal_steps: healing fine-tunes LoRA adapters, but run '{full_id}'"):
         pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1, "heal_steps": 5}))
     assert pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1}))  # unhealed is fine
+
+
+@pytest.mark.parametrize("drop, message", [
+    ({"run": ""}, "drop.run: expected the id of a finished teacher or student run"),
+    ({"run": "t", "rule": "random"}, "drop.rule: expected one of last, influence, angular, list"),
+    ({"run": "t", "n": -1}, "drop.n: expected a whole number of layers >= 0"),
+    ({"run": "t", "rule": "list", "layers": [0, 2]}, "drop.layers: expected 1-based layer numbers >= 1"),
+    ({"run": "t", "rule": "list", "layers": [2, 2]}, "drop.layers: a layer is listed twice"),
+    ({"run": "t", "heal_steps": 1.5}, "drop.heal_steps: expected a whole number of steps >= 0"),
+])
+def test_drop_settings_are_validated_by_field(drop, message):
+    from core.config import ConfigError, from_dict
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"kind": "drop", "drop": drop})
+
+
+def test_the_drop_section_leaves_other_runs_hashes_alone():
+    from dataclasses import replace
+
+    from core.config import DropConfig, RunSpec, settings_hash
+    teacher = RunSpec(kind="teacher")
+    assert settings_hash(teacher) == settings_hash(replace(teacher, drop=DropConfig(run="x", n=3)))
+    drop = RunSpec(kind="drop", drop=DropConfig(run="x"))
+    assert settings_hash(drop) != settings_hash(replace(drop, drop=DropConfig(run="x", n=2)))
