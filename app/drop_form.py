@@ -44,7 +44,8 @@ def parse_n(text: str) -> list[int]:
                 raise ValueError(part)
             found += range(first, last + 1)
     except ValueError:
-        raise ConfigError(f"drop.n: '{text}' is not a number of layers, a range like 1-7 or a list like 1,3,5")
+        raise ConfigError(f"drop.n: '{text}' is not a number of layers, a range like 1-7 or a list like 1,3,5") \
+            from None
     return sorted(set(found))
 
 

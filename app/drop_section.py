@@ -51,6 +51,8 @@ def _form(paths, runs, source: str) -> None:
     with st.form("layers_drop_form"):
         left, right = st.columns(2)
         if rule == "list":
+            picked = st.session_state.get("layers_drop_layers") or []  # another model may have fewer layers
+            st.session_state["layers_drop_layers"] = [x for x in picked if 1 <= x <= depth]
             left.multiselect("Layers to drop", list(range(1, depth + 1)), key="layers_drop_layers",
                              help=f"1 is the first decoder layer, {depth} the last; the others are kept in order.")
         else:

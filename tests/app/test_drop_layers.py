@@ -6,13 +6,11 @@ without distillation, an analysis) plus a distilled 2-layer student and drop run
 user ranks the target at a planted place, so each point's NDCG@10 is 1 / log2(rank + 2) exactly.
 """
 
-import io
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit
 
 from app import drop_form, figures, roads
 from app.context import Store
@@ -22,6 +20,7 @@ from core.drop_plan import prepare_drop
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
+from tests.app.test_labels_exports import exports  # noqa: F401  (the CSVs a page drew)
 
 USERS = 20
 
@@ -40,9 +39,8 @@ def _ranks(events: EventWriter, model: str, step: int, ranks: np.ndarray) -> Non
 def add_drop(paths: Paths, source: str, rule: str, n: int, ranks: dict, heal: int = 0, status: str = "done",
              layers: tuple = (), depth: int = 8) -> str:
     """A drop run of `source` whose models ('drop', 'drop-healed') rank every user's target at ranks[model]."""
-    planted = "planted" if rule in ("influence", "angular") else ""  # no analysis parent for the fixture
-    drop = DropConfig(run=source, rule=rule, n=n, layers=layers, heal_steps=heal, analysis_run=planted)
-    spec, _ = prepare_drop(paths, drop_form.drop_spec(drop))  # the source's data, as core plans it
+    drop = DropConfig(run=source, rule=rule, n=n, layers=layers, heal_steps=heal)
+    spec, _ = prepare_drop(paths, drop_form.drop_spec(drop))  # the source's data, as core plans it (no analysis)
     run_id = run_store.create_run(paths.runs, to_dict(spec), "drop", "", source, settings_hash(spec))
     if status != "done":
         return run_id
@@ -210,6 +208,11 @@ def test_core_refuses_what_the_form_cannot_know(page_project):
         drop_form.build_specs(Paths(root), settings, depth=8)
     with pytest.raises(ConfigError, match=r"drop\.run"):
         drop_form.build_specs(Paths(root), drop_form.DropSettings(ids["sasrec"], "last"), depth=8)
+    full = apply_preset("tiny", {"data": {"dataset": "toy"}, "backbone": {"training": "full"}}, "teacher")
+    full_id = write_planted(Paths(root), full, np.zeros(USERS, dtype=np.int64))
+    with pytest.raises(ConfigError, match=r"drop\.heal_steps: healing fine-tunes LoRA"):
+        drop_form.build_specs(Paths(root), drop_form.DropSettings(full_id, "last", heal_steps=5), depth=4)
+    assert drop_form.build_specs(Paths(root), drop_form.DropSettings(full_id, "last"), depth=4)  # unhealed: fine
 
 
 def test_drop_runs_are_labelled_by_what_they_drop(project, store):
@@ -217,20 +220,6 @@ def test_drop_runs_are_labelled_by_what_they_drop(project, store):
     names = dict(zip(_runs(store)["run_id"], _runs(store)["label"]))
     assert names[ids["last1"]].startswith(f"drop 1 (last) of ·{ids['teacher'][-6:]} healed 5 · 64 users · toy")
     assert names[ids["angular2"]].startswith(f"drop 2 (angular) of ·{ids['teacher'][-6:]} · 64 users · toy")
-
-
-@pytest.fixture
-def exports(monkeypatch):
-    """{download key: DataFrame} of every CSV button the page drew (the last run wins)."""
-    found = {}
-    original = streamlit.download_button
-
-    def record(label, data, *args, **kwargs):
-        found[kwargs.get("key")] = pd.read_csv(io.BytesIO(data))
-        return original(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(streamlit, "download_button", record)
-    return found
 
 
 def _launch(app):
