@@ -43,8 +43,8 @@ def lab(tmp_path_factory):
 
 
 @contextmanager
-def _browser_on_launch(url: str):
-    """A page at 1400 x 1000 on the Launch page with the tiny preset picked; fails on any browser error."""
+def browser_page(url: str):
+    """A page at 1400 x 1000 on the app's first page (the Tour); fails on any browser error."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -56,14 +56,21 @@ def _browser_on_launch(url: str):
         try:
             page.goto(url)
             page.get_by_text("[1] The question").wait_for(timeout=60_000)
-            _open(page, "Launch", "Launch a pipeline")
-            page.get_by_role("radio", name="tiny (seconds, random model)").click()
-            page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
-            _settle(page)  # the form below is re-filled with the preset's values by the same script run
             yield page
         finally:
             browser.close()
     assert not errors, errors
+
+
+@contextmanager
+def _browser_on_launch(url: str):
+    """browser_page on the Launch page with the tiny preset picked."""
+    with browser_page(url) as page:
+        _open(page, "Launch", "Launch a pipeline")
+        page.get_by_role("radio", name="tiny (seconds, random model)").click()
+        page.get_by_text("(2, 1), (4, 2)").wait_for(timeout=30_000)  # teacher 4, student 2, B = 2
+        _settle(page)  # the form below is re-filled with the preset's values by the same script run
+        yield page
 
 
 def _open(page, name: str, text: str, timeout_ms: int = 60_000) -> None:
