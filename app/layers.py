@@ -88,7 +88,10 @@ def subject(runs: pd.DataFrame, run_id: str, info: dict) -> str:
         return (f"The pretrained {base} alone, all its decoder layers, before any training: its states are "
                 "shown as **base**. There is no teacher or student in this run.")
     parts = [f"{role}: {names[info[role]]}" for role in ("teacher", "student") if info[role] in names]
-    return " · ".join(parts + [f"blocks: {info['blocks']}"] if info["blocks"] else parts) or "no trained run found"
+    text = " · ".join(parts + [f"blocks: {info['blocks']}"] if info["blocks"] else parts) or "no trained run found"
+    split = json.loads(row["spec"] or "{}").get("analysis", {}).get("split", "test")
+    # a drop run's rules read an analysis on the valid split: its states are of validation users
+    return text if split == "test" else f"{text} · measured on the **{split}** users, not the test users"
 
 
 def sweep_key(spec_json: str) -> str:

@@ -270,3 +270,18 @@ def test_form_refuses_before_queueing_and_says_what_it_reused(page_project, open
     assert f"{ids['last2'][-6:]} (reused)" in banner and f"{run_id[-6:]} (new)" in banner
     [pending] = [d.value for d in app.dataframe if "heal_steps" in d.value.columns]
     assert run_id[-6:] in " ".join(pending["label"])  # the queued run is listed while it waits
+
+
+def test_layers_says_when_an_analysis_measured_validation_users(page_project):
+    """The analysis a drop rule reads is on the valid split; the Layers page says so, not 'test users'."""
+    from app import layers
+
+    root, ids = page_project
+    paths = Paths(root)
+    [analysis] = [r for r in drop_form.submit(paths, drop_form.build_specs(
+        paths, drop_form.DropSettings(ids["teacher"], "angular", n="2"), depth=8)) if "-analysis-" in r]
+    runs = _runs(Store(paths.data_root))
+    info = layers.analysed(runs, analysis)
+    assert info["teacher"] == ids["teacher"]
+    assert layers.subject(runs, analysis, info).endswith("measured on the **valid** users, not the test users")
+    assert "valid" not in layers.subject(runs, ids["analysis"], layers.analysed(runs, ids["analysis"]))
