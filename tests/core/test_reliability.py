@@ -89,7 +89,7 @@ def test_spec_file_with_unknown_keys_is_rejected_naming_them(tmp_path, capsys):
     spec.write_text(json.dumps({"kind": "teacher", "train": {"learning_rate": 1, "lr": 1e-3}, "colour": 1}))
     assert cli.main(["--root", str(tmp_path), "run", "teacher", "--spec", str(spec)]) == 2
     assert capsys.readouterr().err == ("error: spec: unknown key(s) colour; expected some of analysis, backbone, "
-                                       "data, depths, distill, kind, name, rec, sasrec, sasrec_run, train\n")
+                                       "data, depths, distill, drop, kind, name, rec, sasrec, sasrec_run, train\n")
     spec.write_text(json.dumps({"kind": "teacher", "train": {"learning_rate": 1}}))
     assert cli.main(["--root", str(tmp_path), "run", "teacher", "--spec", str(spec)]) == 2
     assert capsys.readouterr().err.startswith(
