@@ -21,7 +21,8 @@ MODEL_NAMES = {
     "teacher2": "a second teacher run", "student2": "a second student run",
 }
 STATES = ("A layer's *state* is the hidden vector at the last prompt position after that layer (the residual "
-          "stream), one per test user; the measures compare those vectors across users.")
+          "stream), one per analysed user (test or validation users: the line above says which); the measures "
+          "compare those vectors across users.")
 
 
 def aligned_pairs(teacher_depth: int, student_depth: int, blocks: int) -> list[tuple[int, int]]:
