@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_all(args: argparse.Namespace) -> int:
     """Every benchmark `args` asks for, one JSON object per line on stdout."""
-    import torch  # noqa: PLC0415 - here, not at the top: the parser must not import torch
-
+    # here, not at the top: building the parser must not import torch
     from bench import host, llm, store  # noqa: PLC0415
     from core.train.device import resolve_device  # noqa: PLC0415
 

@@ -16,7 +16,6 @@ import streamlit
 
 from app import labels, launch, tour
 from bench.fixture_store import planted_ranks, write_planted
-from core import pipeline
 from core.config import apply_preset, settings_hash, to_dict
 from core.store import runs as run_store
 from core.store.events import EventWriter
