@@ -89,7 +89,8 @@ class Attention(nn.Module):
         s = self.shape
         # every row's q, k and v heads, rotated at once (the v heads' rotation is the identity)
         qkv = rotate(self.qkv_proj(x).view(x.shape[0], -1, s.head_dim), *rope)  # (R, heads, D)
-        q, own = heads(qkv[rows.prefix:], rows.batch, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
+        batch_rows = qkv[rows.prefix:] if rows.prefix else qkv  # a slice is an operator too
+        q, own = heads(batch_rows, rows.batch, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
         outputs = []
         if rows.prefix:
             prefix_q, prefix = heads(qkv[:rows.prefix], 1, rows.prefix).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
@@ -157,7 +158,7 @@ class Block(nn.Module):
                 last_only: bool = False) -> tuple[Tensor, Tensor]:
         """(output rows, the batch's own keys and values) for x (R, H); see Attention.forward."""
         attended, keys_values = self.self_attn(self.input_layernorm(x), rope, mask, rows, prefix, top, last_only)
-        if top:
+        if top and rows.prefix:
             x = x[rows.prefix:]
         if last_only:
             x = x.view(rows.batch, rows.time, -1)[:, -1]
@@ -314,7 +315,7 @@ class Decoder(nn.Module):
             top = index == depth
             x, _ = layer(x, rope, mask, rows, None if given is None else given[index - 1], top, top_at_last and top)
             if index in keep and not top:
-                kept.append(x[rows.prefix:])
+                kept.append(x[rows.prefix:] if rows.prefix else x)
         return (*kept, x)
 
     def _kept_prefix(self, prefix: Tensor, dtype: torch.dtype, depth: int) -> list[Tensor]:
