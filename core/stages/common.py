@@ -119,6 +119,7 @@ def fit(ctx: RunContext, spec: RunSpec, model: torch.nn.Module, loss_fn: loop.Lo
     check_same_resume(ctx, resumed[0]["step"] if resumed else -1)
     if resumed is not None:
         state, weights = resumed
+        refuse_pre_decoder_resume(ctx, weights)
         load_trainable_weights(model, weights)
         ctx.events.truncate_after(state["step"], void_from_seq=state.pop("events_seq"))
         ctx.log(f"resuming from step {state['step']}")
@@ -127,6 +128,18 @@ def fit(ctx: RunContext, spec: RunSpec, model: torch.nn.Module, loss_fn: loop.Lo
     load_best(ctx, model)
     model.eval()
     return result
+
+
+def refuse_pre_decoder_resume(ctx: RunContext, weights: dict[str, torch.Tensor]) -> None:
+    """A resume state saved with transformers' or peft's layer names (before the lean decoder) holds its
+    optimizer moments in the old parameter order, which the fused projections do not share: resuming
+    would pair moments with the wrong weights, so it is refused (finished runs load; see upgrade_trainable)."""
+    if set(upgrade_trainable(weights)) != set(weights):
+        raise RuntimeError(
+            f"run {ctx.run_id}: its resume state ({ctx.checkpoint_dir}) was saved before the decoder of "
+            "core/models/decoder.py, with the old layer names; its optimizer state cannot be mapped onto the "
+            "fused projections, so it cannot resume. Start it again: the same `slmrec run` (or Launch) "
+            "creates a new run with the same settings")
 
 
 def load_best(ctx: RunContext, model: torch.nn.Module) -> None:

@@ -138,3 +138,28 @@ def test_eval_batch_size_changes_the_batches_not_the_ranks(project):
     assert ranks[3].ranks.keys() == ranks[1000].ranks.keys() == {"full", "sampled"}
     for protocol in ranks[3].ranks:
         np.testing.assert_array_equal(ranks[3].ranks[protocol], ranks[1000].ranks[protocol])
+
+
+def test_a_resume_state_saved_with_the_old_layer_names_is_refused_by_name(project, monkeypatch):
+    """Before the lean decoder, resume states held peft's names; their optimizer moments follow the old
+    parameter order, so such a run cannot resume (a finished run of that time still loads)."""
+    import re
+
+    from core.stages import context
+
+    paths = Paths(project)
+    ids = pipeline.plan(paths, tiny(name="old resume"), reuse=False)
+    assert pipeline.execute(paths, ids[0])["status"] == "done"
+    monkeypatch.setattr(context.RunContext, "cancel_requested", lambda self: True)
+    assert pipeline.execute(paths, ids[-1])["status"] == "cancelled"
+    monkeypatch.undo()
+    folder = paths.checkpoints / ids[-1]
+    tensors, meta = checkpoints.load_resume_state(folder)
+    old = re.compile(r"^(model/backbone\.layers\.\d+\.)(self_attn|mlp)\.\w+_proj\.lora_([AB])\.(\w+_proj)$")
+    renamed = {(f"{m[1]}{m[2]}.{m[4]}.lora_{m[3]}.default.weight" if (m := old.match(k)) else k): v
+               for k, v in tensors.items()}
+    assert renamed.keys() != tensors.keys()  # the LoRA weights now carry peft's names
+    checkpoints.save_resume_state(folder, renamed, meta)
+    state = pipeline.execute(paths, ids[-1])
+    assert state["status"] == "failed"
+    assert "saved before the decoder" in state["error"] and "cannot resume" in state["error"]
