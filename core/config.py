@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which interactions to read and how to turn them into sequences (DESIGN.md section 3)."""
+    """Which interactions to read and how to turn them into sequences (docs/method.md section 1)."""
 
     dataset: str = "ml-100k"  # a name under data/raw/, or a file path inside data/
     min_rating: float | None = None  # keep interactions with rating >= this (None: keep all)
@@ -106,7 +106,7 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class RecConfig:
-    """The E4SRec-style recommender around the backbone (PAPER.md section 2)."""
+    """The E4SRec-style recommender around the backbone (docs/method.md section 2)."""
 
     prompt: str = DEFAULT_PROMPT  # must contain {items}
     mask_history: bool = True  # full ranking masks the user's training items
@@ -114,7 +114,7 @@ class RecConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """SLMRec's block-wise distillation (PAPER.md section 4)."""
+    """SLMRec's block-wise distillation (docs/method.md section 3)."""
 
     teacher_run: str = ""  # run id of a finished teacher
     blocks: int = 4
@@ -255,7 +255,7 @@ def eval_batch(train: TrainConfig, device_type: str) -> int:
 
 
 def valid_blocks(teacher_depth: int, student_depth: int) -> list[int]:
-    """Block counts B that divide both depths (PAPER.md section 4)."""
+    """Block counts B that divide both depths (docs/method.md section 3)."""
     return [b for b in range(1, min(teacher_depth, student_depth) + 1)
             if teacher_depth % b == 0 and student_depth % b == 0]
 

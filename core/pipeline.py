@@ -90,7 +90,7 @@ def plan_drop(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
 
 
 def sweep_runs(spec: RunSpec) -> list[RunSpec]:
-    """The depth sweep (PAPER.md section 3): one teacher-style run per depth, same seed and data.
+    """The depth sweep (the paper's motivating depth curve): one teacher-style run per depth, same seed and data.
 
     A sweep is not a run of its own: it expands into teacher runs that differ only in depth, so
     each is reused by any later sweep or pipeline with the same settings, and the app draws

@@ -1,4 +1,4 @@
-"""`slmrec reproduce`: the paper's comparison table (PAPER.md section 6) on our data.
+"""`slmrec reproduce`: the paper's comparison table on our data.
 
 Rows: popularity, SASRec, the teacher E4SRec_M, E4SRec_N without distillation, and SLMRec N<-M
 with the four loss ablations (cos; cos+norm; cos+supervision; all three). Every row is run (or a

@@ -1,6 +1,6 @@
 """Sampled-evaluation negatives: per user and split, items the user never interacted with.
 
-Drawn once at preparation and stored with the prepared data (PAPER.md: the public code re-drew
+Drawn once at preparation and stored with the prepared data (docs/method.md section 5: the paper's public code re-drew
 them on every evaluation). For each user, `n_negatives` distinct items are drawn uniformly from the
 items absent from the user's WHOLE sequence (so never the validation or test target, never 0), with
 a generator seeded by (seed, split index). Rows are int32 (999 negatives x 1.2M users x 2 splits

@@ -1,4 +1,4 @@
-"""From read interactions to sorted, remapped per-user sequences (DESIGN.md section 3).
+"""From read interactions to sorted, remapped per-user sequences (docs/method.md section 1).
 
 Order of operations, each drop counted (as interactions, except where a key says users):
 1. rating threshold: keep rating >= min_rating (a missing rating fails it);

@@ -1,4 +1,4 @@
-"""The planted rule's best possible ranking, scored exactly like a model (DESIGN.md section 5).
+"""The planted rule's best possible ranking, scored exactly like a model (docs/method.md section 4).
 
 An oracle that knows the rule of synthetic.py gives item i, at a position whose context has the
 candidate list C, its true probability of coming next:

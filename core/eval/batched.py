@@ -1,4 +1,4 @@
-"""Full ranking for a whole user population: user batches x item chunks (DESIGN.md section 5).
+"""Full ranking for a whole user population: user batches x item chunks (docs/method.md section 4).
 
 `rank_users` walks the users `batch_size` at a time and, inside `full_ranks_topk`, the items
 `item_chunk` at a time, so peak memory is about batch_size x (item_chunk + batch_size) scores

@@ -1,4 +1,4 @@
-"""Top-K metrics from target ranks (DESIGN.md section 5).
+"""Top-K metrics from target ranks (docs/method.md section 4).
 
 Every metric is a mean over users of a per-user value computed from the 0-based rank of the user's
 target (see `core.eval.ranking`; rank 0 = top of the list):

@@ -1,4 +1,4 @@
-"""Per-layer readout (PAPER.md section 3): rank every item with a user vector read from one layer.
+"""Per-layer readout: rank every item with a user vector read from one layer.
 
 Zero-shot readout of state l (the backbone's index convention: 0 = input embeddings, l = after
 decoder layer l, before the final norm) applies the model's own final norm and score head to that

@@ -1,4 +1,4 @@
-"""Target ranks: the ground truth every metric is computed from (DESIGN.md section 5).
+"""Target ranks: the ground truth every metric is computed from (docs/method.md section 4).
 
 A rank is the 0-based position of a user's target item in the model's ordering: 0 means the target
 scored highest. Conventions, stated once for every function here:
@@ -16,7 +16,7 @@ scored highest. Conventions, stated once for every function here:
 a (B, n_items) score matrix (`full_ranks_topk` also keeps a running top-K list per user, and
 core/eval/batched.py drives either over user batches); `full_ranks_from_scores` does the same for
 a model that returns scores directly, and the two agree exactly (tested). `sampled_ranks` is the secondary protocol of
-PAPER.md section 5: the target against K sampled negatives.
+docs/method.md section 4: the target against K sampled negatives.
 """
 
 from __future__ import annotations

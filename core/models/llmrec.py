@@ -1,4 +1,4 @@
-"""The E4SRec-style LLM recommender (PAPER.md section 2), one class for teacher and student.
+"""The E4SRec-style LLM recommender (docs/method.md section 2), one class for teacher and student.
 
 Input to the LLM: `[prompt before {items}][one vector per item][prompt after {items}]`. Item
 vectors are rows of the frozen SASRec item table passed through a trainable linear `input_map`

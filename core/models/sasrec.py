@@ -6,7 +6,7 @@ shorter than `max_len` uses the last L positional embeddings, so the most recent
 position max_len - 1 and extra left padding never changes a result. Blocks are pre-LayerNorm, as in
 GPT-2, with a GELU feed-forward of width 4 * hidden. Items are scored with the input embedding table
 (tied), trained with full-softmax cross-entropy at every position, as in the E4SRec / SLMRec code;
-that same table is the frozen item table the LLM recommender later reuses (PAPER.md section 2).
+that same table is the frozen item table the LLM recommender later reuses (docs/method.md section 2).
 """
 
 from __future__ import annotations

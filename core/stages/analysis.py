@@ -1,6 +1,6 @@
 """The analysis stage: per-layer similarity and readout of trained runs, or of the pretrained LLM alone.
 
-Two cases (DESIGN.md sections 4-5, PAPER.md section 3), both over the last-position hidden state of
+Two cases, both over the last-position hidden state of
 every layer (the backbone's index convention: 0 = input embeddings, l = after decoder layer l) for a
 fixed, seeded sample of `analysis.users` users (0: all) from `analysis.split`:
 

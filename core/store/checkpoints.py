@@ -1,7 +1,7 @@
 """Checkpoint folders: weights as safetensors, settings as JSON, and resumable training state.
 
 checkpoints/<run_id>/ holds model.safetensors and manifest.json (settings, versions, metrics;
-STYLE.md practice 10), and for resuming, resume.safetensors and resume.json: the trainable weights,
+nothing is encoded in file names), and for resuming, resume.safetensors and resume.json: the trainable weights,
 the optimizer state, the RNG states and the step. Nothing is ever pickled: an optimizer state_dict is
 flattened into tensors plus JSON (`flatten_state_dict`), RNG states become a uint8 tensor and JSON
 lists. Loading refuses anything that is not a safetensors file, because unpickling runs code.

@@ -1,6 +1,6 @@
 """Where everything lives under one project root, and the rule for safe run ids.
 
-`Paths(root)` names the folders of DESIGN.md section 6 (data/runs, checkpoints, ...). Nothing in the
+`Paths(root)` names the project's folders (data/runs, checkpoints, ...). Nothing in the
 store reads a global location: every function takes the folder it works in, and callers build it
 from a `Paths`. A run id becomes a folder name, so `check_run_id` refuses anything that could climb
 out of its parent (slashes, "..", hidden names) before it is joined onto a path.

@@ -1,7 +1,7 @@
 """Read-only SQL over every run's files: an in-memory DuckDB with one view per results table.
 
 DuckDB allows one writing process or many readers, never both, and the worker writes while the app
-reads (DESIGN.md section 6). So results are files (state.json, spec.json, Parquet segments) and
+reads. So results are files (state.json, spec.json, Parquet segments) and
 each reader opens its own in-memory DuckDB over them. `ResultsDB` builds the file list in Python:
 `core.store.segments` decides which segments are visible (compaction, resume cutoffs) and checks
 each footer once per (path, size, mtime); an unreadable file is skipped and listed in

@@ -1,6 +1,6 @@
 """Run folders: create, read and update a run's spec and state; log, cancel and claim files.
 
-A run is the folder data/runs/<run_id>/ (DESIGN.md section 6). spec.json is written once at submit:
+A run is the folder data/runs/<run_id>/. spec.json is written once at submit:
 {"run_id", "kind", "name", "parent_id", "settings_hash", "created_at", "spec": <the submitted spec>}.
 state.json holds what changes: status (queued running done failed cancelled), phase, progress 0..1,
 eta_s, samples_per_s, the timestamps (ISO-8601 UTC strings), pid, device, error. A run folder is

@@ -1,6 +1,6 @@
 """The five results tables: their fixed Arrow schemas and the checks every row passes.
 
-metrics, ranks, losses, similarity and timings (DESIGN.md section 6) each have one pyarrow schema,
+metrics, ranks, losses, similarity and timings each have one pyarrow schema,
 so segments written at different times union cleanly. `rows_to_table` and `columns_to_table` turn
 rows into an Arrow table of exactly that schema: an unknown column or a value of the wrong type is
 a ValueError naming the table and the column, a missing column is null.

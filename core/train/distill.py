@@ -1,4 +1,4 @@
-"""SLMRec's block-wise distillation loss (PAPER.md section 4) as small pure tensor functions.
+"""SLMRec's block-wise distillation loss (docs/method.md section 3) as small pure tensor functions.
 
 Teacher (M layers) and student (N layers) are cut into B blocks; block k pairs the teacher state
 after layer k*M/B with the student state after layer k*N/B, both at the last position. Aligned

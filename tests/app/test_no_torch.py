@@ -1,4 +1,4 @@
-"""The app never imports torch, transformers, safetensors or peft, directly or through core (STYLE.md 8).
+"""The app never imports torch, transformers, safetensors or peft, directly or through core.
 
 In a fresh interpreter: import every module under app/, render every page with AppTest against a
 synthetic store, then look at sys.modules.

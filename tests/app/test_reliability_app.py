@@ -1,4 +1,4 @@
-"""Bad input in the app (DESIGN.md section 9): a huge named file, a run folder without state.json."""
+"""Bad input in the app: a huge named file, a run folder without state.json."""
 
 import pytest
 

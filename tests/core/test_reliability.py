@@ -1,4 +1,4 @@
-"""Reliability and bad input (DESIGN.md section 9): each case gets the exact message a user sees.
+"""Reliability and bad input: each case gets the exact message a user sees.
 
 Cases already covered elsewhere are listed, not repeated: empty files, wrong delimiters, missing
 columns, non-numeric and negative timestamps, duplicates (tests/core/data/test_data_bad_inputs.py);
