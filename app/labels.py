@@ -20,7 +20,6 @@ import pandas as pd
 
 from core.config import PRESETS
 
-BASES = {"smollm2": "smollm2", "tiny": "tiny"}
 # The settings each kind's result depends on, where a preset can set them (depth, blocks and the
 # lambdas are shown in the label's head, so they do not make a run "not the preset").
 PRESET_SECTIONS = {"sasrec": ("data", "sasrec"), "teacher": ("data", "train", "backbone"),
@@ -44,7 +43,7 @@ def _known(value) -> bool:
 
 def base_name(base: str) -> str:
     """'smollm2', 'tiny', or a local model folder's name."""
-    return BASES.get(base, Path(str(base)).name or str(base))
+    return Path(str(base)).name or str(base)
 
 
 def preset_of(spec: dict) -> str | None:
