@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import clone, links, reproduce, widgets
-from app.runview import RESULT_KINDS
+from app.runview import link_targets
 from core import scheduler
 from core.store import notes as run_notes
 from core.store.paths import Paths
@@ -52,16 +52,14 @@ def cancel_button(paths: Paths, row: pd.Series, on_done) -> None:
 
 def page_links(row: pd.Series, every: pd.DataFrame) -> None:
     """Links to this run on Layers (when it has an analysis) and Results (when it is a finished result)."""
-    run_id, kind = row["run_id"], row["kind"]
-    analysed = every[(every["kind"] == "analysis") & ((every["analysis_run"] == run_id)
-                                                      | (every["analysis_against"] == run_id))]
+    [layers], [results] = link_targets(every[every["run_id"] == row["run_id"]], every)
     cols = st.columns(2)
-    if kind == "analysis" or not analysed.empty:
+    if layers:
         cols[0].page_link("app/pages/layers.py", label="This run on Layers", icon=":material/stacks:",
-                          query_params={links.RUN: run_id})
-    if kind in RESULT_KINDS and row["status"] == "done":
+                          query_params={links.RUN: row["run_id"]})
+    if results:
         cols[1].page_link("app/pages/results.py", label="This run on Results", icon=":material/leaderboard:",
-                          query_params={links.RUN: run_id})
+                          query_params={links.RUN: row["run_id"]})
 
 
 def notes_form(paths: Paths, row: pd.Series, on_saved) -> None:

@@ -63,7 +63,8 @@ def filter_runs(frame: pd.DataFrame, f: RunFilter) -> pd.DataFrame:
     return frame[keep]
 
 
-def _link_targets(frame: pd.DataFrame, every: pd.DataFrame) -> tuple[list, list]:
+def link_targets(frame: pd.DataFrame, every: pd.DataFrame) -> tuple[list, list]:
+    """Per row of `frame`: its Layers address (None: no layer analysis in `every`) and its Results address."""
     analysed = set(every.loc[every["kind"] == "analysis", "analysis_run"].dropna()) | set(
         every.loc[every["kind"] == "analysis", "analysis_against"].dropna())
     layers = [links.page_url("layers", r) if k == "analysis" or r in analysed else None
@@ -75,7 +76,7 @@ def _link_targets(frame: pd.DataFrame, every: pd.DataFrame) -> tuple[list, list]
 
 def live_table_frame(frame: pd.DataFrame, every: pd.DataFrame | None = None) -> pd.DataFrame:
     """The runs as the table shows them; `every` (all runs) tells which have a layer analysis."""
-    layers, results = _link_targets(frame, frame if every is None else every)
+    layers, results = link_targets(frame, frame if every is None else every)
     eta = [duration(e) if s == "running" else "" for e, s in zip(frame["eta_s"], frame["status"])]
     blank = {"phase", "device", "error", "dataset", "base", "preset", "name"}
     text = {c: frame[c].astype(object).where(frame[c].notna(), "") for c in blank if c in frame.columns}
