@@ -90,7 +90,8 @@ links.remember("runs_inspect")
 
 
 def run_live(run_id: str) -> None:
-    row = all_runs().set_index("run_id", drop=False).loc[run_id]
+    # the status part needs no notes: skip their per-run stat scan on every live refresh
+    row = queries.runs(context.store()).set_index("run_id", drop=False).loc[run_id]
     run_detail.status_metrics(row)
     run_detail.cancel_button(paths, row, refresh)
     loss_rows = queries.losses(context.store(), [run_id])
