@@ -69,11 +69,7 @@ def _form(paths, runs, source: str) -> None:
     if isinstance(last, dict) and last["source"] == source:
         now = queries.runs(context.store())
         shown = labels.label_map(now[now["run_id"].isin(last["ids"])])
-        count = len(last["ids"])
-        st.success(f"Queued {count} run{'s' if count > 1 else ''} "
-                   f"({launch.submission_summary(last['ids'], last['before'])}): "
-                   + "; ".join(f"{shown.get(r, r)} ({'reused' if r in last['before'] else 'new'})"
-                               for r in last["ids"]), icon=":material/check_circle:")
+        st.success(launch.submission_text(last["ids"], last["before"], shown), icon=":material/check_circle:")
 
 
 def _submit(paths, runs, source: str, depth: int, rule: str) -> None:

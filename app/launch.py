@@ -166,10 +166,13 @@ def existing_runs(paths: Paths) -> set[str]:
     return {p.name for p in paths.runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-def submission_summary(run_ids: list[str], before: set[str]) -> str:
-    """'2 reused, 2 new' for the run ids a submission returned, given the runs that existed before it."""
+def submission_text(run_ids: list[str], before: set[str], names: dict[str, str]) -> str:
+    """'Queued 4 runs (2 reused, 2 new): <label> (reused); …' for the run ids a submission returned, given the
+    runs that existed before it and their labels."""
     reused = sum(1 for r in run_ids if r in before)
-    return f"{reused} reused, {len(run_ids) - reused} new"
+    count = len(run_ids)
+    return (f"Queued {count} run{'s' if count > 1 else ''} ({reused} reused, {count - reused} new): "
+            + "; ".join(f"{names.get(r, r)} ({'reused' if r in before else 'new'})" for r in run_ids))
 
 
 def blocks_note(old: int, new: int, teacher: int, student: int) -> str:

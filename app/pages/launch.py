@@ -119,9 +119,7 @@ runs = queries.runs(context.store())
 last = st.session_state.get("launch_submitted")
 if isinstance(last, dict) and last["settings"] == settings:
     names = labels.label_map(runs[runs["run_id"].isin(last["ids"])])
-    st.success(f"Queued {len(last['ids'])} runs ({launch.submission_summary(last['ids'], last['before'])}): "
-               + "; ".join(f"{names.get(r, r)} ({'reused' if r in last['before'] else 'new'})" for r in last["ids"]),
-               icon=":material/check_circle:")
+    st.success(launch.submission_text(last["ids"], last["before"], names), icon=":material/check_circle:")
     st.page_link("app/pages/runs.py", label="Watch them on Runs", icon=":material/monitoring:")
 elif isinstance(last, dict):
     st.info("The settings changed since your last launch, so its runs are not these settings' runs: press "
