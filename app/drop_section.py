@@ -38,8 +38,13 @@ def render(info: dict | None, analysis_id: str | None) -> None:
     source = st.selectbox("Trained model", list(names), format_func=names.get, key="layers_drop_run",
                           help="The teacher or student whose layers are dropped; its students are drawn beside.")
     _form(paths, runs, source)
-    live.section(_roads, lambda: live.moving(queries.runs(context.store()), paths,
-                                             roads.watched(queries.runs(context.store()), source)), source)
+    live.section(_roads, lambda: _moving(paths, source), source)
+
+
+def _moving(paths, source: str) -> bool:
+    """Whether a drop run of `source`, or an analysis one reads, moves (one read of the runs view)."""
+    runs = queries.runs(context.store())
+    return live.moving(runs, paths, roads.watched(runs, source))
 
 
 def _form(paths, runs, source: str) -> None:
