@@ -16,7 +16,7 @@ from dataclasses import replace
 from core.config import ConfigError, RunSpec, TrainConfig, from_dict
 from core.eval.drop_rules import RuleError, check_n, listed
 from core.store import runs as run_store
-from core.store.paths import Paths, check_run_id
+from core.store.paths import Paths
 
 SOURCE_KINDS = ("teacher", "student")
 READS_ANALYSIS = ("influence", "angular")
@@ -26,12 +26,7 @@ ANALYSIS_SPLIT = "valid"
 def source_spec(paths: Paths, spec: RunSpec) -> RunSpec:
     """The spec of drop.run, refused with a ConfigError naming the field when it cannot be dropped from."""
     d = spec.drop
-    try:
-        check_run_id(d.run)
-        header = run_store.read_spec(paths.runs, d.run)
-    except (ValueError, run_store.RunNotFoundError) as exc:
-        raise ConfigError(f"drop.run: {exc}; expected the id of a teacher or student run "
-                          "(`slmrec runs` lists them)") from exc
+    header = _header(paths, "drop.run", d.run, "expected the id of a teacher or student run (`slmrec runs` lists them)")
     if header.get("kind") not in SOURCE_KINDS:
         raise ConfigError(f"drop.run: run '{d.run}' is a {header.get('kind')} run; layers are dropped from a "
                           f"teacher or student run")
@@ -54,11 +49,7 @@ def analysis_of(paths: Paths, spec: RunSpec) -> dict:
     """The analysis section of drop.analysis_run, refused unless it analyses drop.run on users other
     than the test users (the rules must never read the states of the users the drop is scored on)."""
     d = spec.drop
-    try:
-        check_run_id(d.analysis_run)
-        header = run_store.read_spec(paths.runs, d.analysis_run)
-    except (ValueError, run_store.RunNotFoundError) as exc:
-        raise ConfigError(f"drop.analysis_run: {exc}; leave it empty and an analysis is planned") from exc
+    header = _header(paths, "drop.analysis_run", d.analysis_run, "leave it empty and an analysis is planned")
     a = header["spec"].get("analysis") or {}
     if header.get("kind") != "analysis" or d.run not in (a.get("run"), a.get("against")):
         raise ConfigError(f"drop.analysis_run: run '{d.analysis_run}' is not an analysis of run '{d.run}'")
@@ -67,6 +58,14 @@ def analysis_of(paths: Paths, spec: RunSpec) -> dict:
                           f"(analysis.split 'test'), on which the drop is scored; use an analysis on the "
                           f"'{ANALYSIS_SPLIT}' split (leave drop.analysis_run empty and one is planned)")
     return a
+
+
+def _header(paths: Paths, field: str, run_id: str, hint: str) -> dict:
+    """The spec.json of run `run_id`, or a ConfigError naming `field` (a bad id or no such run) and `hint`."""
+    try:
+        return run_store.read_spec(paths.runs, run_id)  # checks the id before it becomes a path
+    except (ValueError, run_store.RunNotFoundError) as exc:
+        raise ConfigError(f"{field}: {exc}; {hint}") from exc
 
 
 def check_healing(spec: RunSpec, source: RunSpec) -> None:
