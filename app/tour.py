@@ -134,7 +134,7 @@ def _output(t: Tour, cell: int) -> None:
     runs = queries.runs(store)
     found = cell_runs(t, runs, cell)
     by_id = runs.set_index("run_id")
-    head = f"Output ({tour_text.TINY})" if tiny(t) else "Output"
+    head = f"Output ({figures.RANDOM})" if tiny(t) else "Output"
     st.markdown(head + " · " + " · ".join(f"**{role}**: {_state(by_id, r)}" for role, r in found.items()))
     done = {role: r for role, r in found.items() if r in by_id.index and by_id.at[r, "status"] == "done"}
     OUTPUTS[cell](t, store, runs, found, done)

@@ -1,5 +1,7 @@
 """The Tour's words: one short explanation per cell, restating docs/method.md for teaching."""
 
+from app.figures import RANDOM  # the words that mark a random model's charts, said the same here
+
 INTRO = """
 SLMRec (ICLR 2025) asks a practical question about LLM-based recommenders: **how many of the LLM's
 layers does sequential recommendation actually need?** This tour walks through the method in five
@@ -72,9 +74,8 @@ which this cell adds. Metrics are reported under both protocols: full ranking ov
 (primary) and the paper's sampled 1 + 999, with 95% bootstrap intervals over test users.
 """
 
-TINY = "random model: mechanics only"  # as app/figures.py RANDOM, which marks the charts
 TINY_NOTE = ("**Size tiny: a random 8-layer model.** It runs in seconds and shows how each step works; its numbers "
-             "say nothing about the method (" + TINY + "). Pick cpu-quick for SmolLM2-135M.")
+             "say nothing about the method (" + RANDOM + "). Pick cpu-quick for SmolLM2-135M.")
 SPECS_NOTE = ("`distill.teacher_states: cached`: the frozen teacher's aligned states are computed once per run and "
               "reused every step (`live` recomputes them; the same loss to bf16 rounding). `backbone.base`: the "
               "pretrained LLM whose first layers are kept.")
