@@ -39,7 +39,8 @@ if not selected:
 groups = queries.seed_groups(store)
 members = stats.members(done, groups, selected, grouped)
 units = stats.units(done, members)
-summary = stats.summarise(queries.final_metrics(store, list(members["run_id"])), members)
+final = queries.final_metrics(store, list(members["run_id"]))
+summary = stats.summarise(final, members)
 random = bool((units.loc[units["kind"].isin(["teacher", "student"]), "base"] == "tiny").any())
 if random:
     st.info(f"Some picked runs use the tiny random model ({figures.RANDOM}): their numbers show how the pipeline "
@@ -118,7 +119,7 @@ else:
 st.header("Settings against quality")
 st.caption("Only the teacher and student runs picked above" + (" (each seed group as one line: the mean over its "
            "seeds)" if grouped else "") + "; pick more runs to see more lines.")
-parallel = results.parallel_frame(done, queries.final_metrics(store, list(members["run_id"])), metric, members)
+parallel = results.parallel_frame(done, final, metric, members)
 if len(parallel) < 2:
     widgets.empty("Needs two or more finished teacher or student runs among the picked runs.")
 else:
