@@ -82,15 +82,15 @@ def order_key(model: str) -> int:
 def subject(runs: pd.DataFrame, run_id: str, info: dict) -> str:
     """What an analysis run looked at, in words (a pretrained analysis names its base)."""
     row = runs.set_index("run_id").loc[run_id]
+    spec = json.loads(row["spec"] or "{}")
     names = labels.label_map(runs[runs["run_id"].isin([info["teacher"], info["student"]])])
     if row["kind"] == "analysis" and not row["analysis_run"]:
-        spec = json.loads(row["spec"] or "{}")
         base = labels.base_name(spec.get("backbone", {}).get("base", "?"))
         return (f"The pretrained {base} alone, all its decoder layers, before any training: its states are "
                 "shown as **base**. There is no teacher or student in this run.")
     parts = [f"{role}: {names[info[role]]}" for role in ("teacher", "student") if info[role] in names]
     text = " · ".join(parts + [f"blocks: {info['blocks']}"] if info["blocks"] else parts) or "no trained run found"
-    split = json.loads(row["spec"] or "{}").get("analysis", {}).get("split", "test")
+    split = spec.get("analysis", {}).get("split", "test")
     # a drop run's rules read an analysis on the valid split: its states are of validation users
     return text if split == "test" else f"{text} · measured on the **{split}** users, not the test users"
 
