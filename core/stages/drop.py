@@ -27,11 +27,12 @@ from core.eval.records import metric_rows
 from core.models.drop import drop_layers
 from core.stages.common import fit, manifest, write_evaluation
 from core.stages.context import RunContext
-from core.stages.llm import StageError, evaluate, examples, load_finished_model, parameter_counts
+from core.stages.llm import (StageError, evaluate, examples, load_finished_model, parameter_counts,
+                              timing_row)
 from core.store import checkpoints, runs as run_store
 from core.store.atomic import write_json_atomic
 from core.store.segments import read_segment, scan_events
-from core.train.device import peak_memory_mb, seed_everything
+from core.train.device import seed_everything
 
 DROPPED, HEALED = "drop", "drop-healed"
 
@@ -98,12 +99,6 @@ def _test(ctx: RunContext, spec: RunSpec, model, prepared, step: int, name: str,
         seconds
 
 
-def _timing(ctx: RunContext, phase: str, samples: int, seconds: float) -> dict:
-    return {"run_id": ctx.run_id, "phase": phase, "samples": samples, "seconds": seconds,
-            "samples_per_s": samples / max(seconds, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
-            "device": ctx.device_label}
-
-
 def run_drop(spec: RunSpec, ctx: RunContext) -> dict:
     """Drop the chosen layers of drop.run, evaluate on test, and (heal_steps > 0) heal and evaluate again."""
     d = spec.drop
@@ -127,13 +122,13 @@ def run_drop(spec: RunSpec, ctx: RunContext) -> dict:
     ctx.set_state(phase="test")
     metrics, seconds = {}, {}
     metrics[DROPPED], seconds[DROPPED] = _test(ctx, scored, model, prepared, 0, DROPPED, write=not resumed)
-    timings = [_timing(ctx, "inference", n_users, seconds[DROPPED])]
+    timings = [timing_row(ctx, "inference", n_users, seconds[DROPPED])]
     healed = None
     if d.heal_steps:
         healed = _heal(ctx, spec, source, model, prepared)
         ctx.set_state(phase="test")
         metrics[HEALED], seconds[HEALED] = _test(ctx, scored, model, prepared, d.heal_steps, HEALED, write=True)
-        timings.append(_timing(ctx, "train", healed.samples, healed.train_seconds))
+        timings.append(timing_row(ctx, "train", healed.samples, healed.train_seconds))
     ctx.events.append("timings", timings)
     ctx.events.flush()
     result = {"dropped": numbers, "dropped_original": original, "kept": model.num_layers, "depth": depth,

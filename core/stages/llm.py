@@ -96,6 +96,13 @@ def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str, dist: Dist = SI
                           batch_size=eval_batch(spec.train, model.item_table.device.type), dist=dist)
 
 
+def timing_row(ctx: RunContext, phase: str, samples: int, seconds: float) -> dict:
+    """One row of the timings table: `samples` in `seconds` of `phase`, with the device's peak memory."""
+    return {"run_id": ctx.run_id, "phase": phase, "samples": samples, "seconds": seconds,
+            "samples_per_s": samples / max(seconds, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
+            "device": ctx.device_label}
+
+
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:
     """Test evaluation of the best checkpoint, timings and the final manifest."""
     ctx.set_state(phase="test")
@@ -104,13 +111,8 @@ def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role
         test = write_evaluation(ctx, result.best_step, role, None, evaluate(model, spec, prepared, "test", ctx.dist))
     infer_s = time.perf_counter() - start
     n_users = len(eval_users(prepared.n_users, spec.train.eval_users))
-    ctx.events.append("timings", [
-        {"run_id": ctx.run_id, "phase": "train", "samples": result.samples, "seconds": result.train_seconds,
-         "samples_per_s": result.samples / max(result.train_seconds, 1e-9),
-         "peak_mem_mb": peak_memory_mb(ctx.device), "device": ctx.device_label},
-        {"run_id": ctx.run_id, "phase": "inference", "samples": n_users, "seconds": infer_s,
-         "samples_per_s": n_users / max(infer_s, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
-         "device": ctx.device_label}])
+    ctx.events.append("timings", [timing_row(ctx, "train", result.samples, result.train_seconds),
+                                  timing_row(ctx, "inference", n_users, infer_s)])
     counts = parameter_counts(model)
     if ctx.dist.is_main:  # the only writer of a run of several processes
         best_manifest = checkpoints.read_manifest(ctx.checkpoint_dir)  # the weights are already loaded
