@@ -26,8 +26,13 @@ class RuleError(ValueError):
 def check_n(depth: int, n: int, run: str = "") -> None:
     """Refuse an n that would drop every layer (or is negative)."""
     if not 0 <= n < depth:
-        raise RuleError(f"drop.n: n={n} is not possible for run '{run}' with {depth} layers; expected "
-                        f"0 <= n <= {depth - 1} (at least one layer stays)")
+        raise RuleError(f"drop.n: n={n} is not possible{_of(run, depth)}; expected 0 <= n <= {depth - 1} "
+                        f"(at least one layer stays: dropping {depth} leaves none)")
+
+
+def _of(run: str, depth: int) -> str:
+    """Whose layers a message is about: the run's when the caller knows it, else the model's."""
+    return f" for run '{run}' with {depth} layers" if run else f"; the model has {depth} layers"
 
 
 def last(depth: int, n: int, run: str = "") -> list[int]:
@@ -73,11 +78,11 @@ def angular(rows: Iterable[dict], depth: int, n: int, model: str, run: str = "",
 
 
 def listed(depth: int, layers: Sequence[int], run: str = "") -> list[int]:
-    """The layers given, each in 1..depth, without repeats, leaving at least one."""
-    wrong = [x for x in layers if not 1 <= x <= depth]
+    """The layers given, each in 1..depth, without repeats, leaving at least one (core/models/drop.py
+    checks the layers it removes with this too)."""
+    wrong = [x for x in layers if not isinstance(x, int) or not 1 <= x <= depth]
     if wrong:
-        raise RuleError(f"drop.layers: layer(s) {wrong} out of range for run '{run}' with {depth} layers; "
-                        f"expected numbers in 1..{depth}")
+        raise RuleError(f"drop.layers: layer(s) {wrong} out of range{_of(run, depth)}, numbered 1..{depth}")
     if len(set(layers)) != len(layers):
         raise RuleError(f"drop.layers: a layer is listed twice in {list(layers)}")
     check_n(depth, len(layers), run)

@@ -13,23 +13,8 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from core.eval.drop_rules import listed
 from core.models.decoder import Decoder
-
-
-def check_drop(num_layers: int, numbers: Iterable[int], field: str = "drop.layers") -> list[int]:
-    """The sorted layer numbers to drop, or a ValueError naming `field`: each in 1..num_layers, no
-    repeats, and at least one layer left."""
-    numbers = list(numbers)
-    wrong = [n for n in numbers if not isinstance(n, int) or not 1 <= n <= num_layers]
-    if wrong:
-        raise ValueError(f"{field}: layer(s) {wrong} out of range; the model has {num_layers} layers, "
-                         f"numbered 1..{num_layers}")
-    if len(set(numbers)) != len(numbers):
-        raise ValueError(f"{field}: a layer is listed twice in {numbers}")
-    if len(numbers) >= num_layers:
-        raise ValueError(f"{field}: dropping {len(numbers)} of {num_layers} layers leaves none; "
-                         f"drop at most {num_layers - 1}")
-    return sorted(numbers)
 
 
 def drop_layers(decoder: Decoder, numbers: Iterable[int]) -> list[int]:
@@ -40,7 +25,7 @@ def drop_layers(decoder: Decoder, numbers: Iterable[int]) -> list[int]:
     layers' tensors), and a compiled stack's batch sizes start over. Each remaining projection's
     merged LoRA weight is keyed on its own parameters, which do not change, so it stays valid.
     """
-    numbers = check_drop(decoder.num_layers, numbers)
+    numbers = listed(decoder.num_layers, list(numbers))  # a RuleError (ValueError) names what is wrong
     gone = set(numbers)
     removed = [decoder.layer_indices[n - 1] for n in numbers]
     kept = [(layer, index) for number, (layer, index) in enumerate(zip(decoder.layers, decoder.layer_indices), 1)
