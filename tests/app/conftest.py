@@ -5,6 +5,7 @@ the real entry point (streamlit_app.py) with AppTest, so navigation and page lin
 browser. SLMREC_ROOT points the app at the temporary project.
 """
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -90,3 +91,43 @@ def seeded(seed_project, monkeypatch):
     root, ids = seed_project
     monkeypatch.setenv("SLMREC_ROOT", str(root))
     return root, ids
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """{download key: DataFrame} of every CSV button the page drew (the last run wins)."""
+    import pandas as pd
+    import streamlit
+
+    found = {}
+    original = streamlit.download_button
+
+    def record(label, data, *args, **kwargs):
+        found[kwargs.get("key")] = pd.read_csv(io.BytesIO(data))
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "download_button", record)
+    return found
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """(project root, app url) with Streamlit and a worker running on it (the browser tests)."""
+    import os
+    import subprocess
+
+    from bench.app_server import serve, stop
+    from bench.fixture_store import write_toy_csv
+
+    root = tmp_path_factory.mktemp("lab")
+    write_toy_csv(root)
+    env = {**os.environ, "SLMREC_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
+    logs = root / "logs"
+    logs.mkdir()
+    worker = subprocess.Popen([sys.executable, "-m", "core.cli", "--root", str(root), "worker", "--device", "cpu"],
+                              cwd=REPO, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        with serve(root, log=logs / "app.log") as (_, url):
+            yield root, url
+    finally:
+        stop(worker)

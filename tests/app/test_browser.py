@@ -1,45 +1,21 @@
 """The app in a real browser: launch the tiny pipeline, watch it finish, look at Layers and Results.
 
 Debian's chromium (`make browser` installs it) driven by Playwright. A temporary project holds the
-toy dataset; Streamlit and a worker (`python -m core.cli worker`) run as child processes on it.
+toy dataset; Streamlit and a worker (`python -m core.cli worker`) run as child processes on it
+(the `lab` fixture of conftest.py, shared with test_browser_drop.py).
 Screenshots of every page go to test-output/browser/ (git-ignored). Any error in the browser
 console fails the test.
 """
 
-import os
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from bench.app_server import CHROMIUM, CHROMIUM_ARGS, serve, stop
-
-REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / "test-output" / "browser"
+from bench.app_server import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)")]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """(project root, app url) with Streamlit and a worker running on it."""
-    from bench.fixture_store import write_toy_csv
-
-    root = tmp_path_factory.mktemp("lab")
-    write_toy_csv(root)
-    env = {**os.environ, "SLMREC_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
-    logs = root / "logs"
-    logs.mkdir()
-    worker = subprocess.Popen([sys.executable, "-m", "core.cli", "--root", str(root), "worker", "--device", "cpu"],
-                              cwd=REPO, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        with serve(root, log=logs / "app.log") as (_, url):
-            yield root, url
-    finally:
-        stop(worker)
 
 
 @contextmanager

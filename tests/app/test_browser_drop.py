@@ -1,7 +1,7 @@
 """Issue 20 in a real browser: drop a layer from a tiny teacher on the Layers page and watch the roads chart
 gain the truncation road, healed and not, when the worker finishes the drop run.
 
-Debian's chromium driven by Playwright, as tests/app/test_browser.py, whose `lab` runs Streamlit and a worker
+Debian's chromium driven by Playwright, as tests/app/test_browser.py; `lab` (conftest.py) runs Streamlit and a worker
 on a project with the toy dataset; the worker trains one tiny teacher first. Any error in the browser console
 fails the test. The screenshot goes to test-output/browser/layers-drop.png.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.app_server import CHROMIUM, SHOTS
-from tests.app.test_browser import _open, _settle, browser_page, lab  # noqa: F401  (lab: Streamlit and a worker)
+from tests.app.test_browser import _open, _settle, browser_page
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,6 @@ from core.drop_plan import prepare_drop
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
-from tests.app.test_labels_exports import exports  # noqa: F401  (the CSVs a page drew)
 
 USERS = 20
 

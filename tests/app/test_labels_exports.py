@@ -6,13 +6,11 @@ chart fixes (facets, tick labels, legends, colour bar names) and teachers groupe
 but depth. CSVs are captured by wrapping st.download_button while a page runs.
 """
 
-import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit
 
 from app import labels, launch, tour
 from bench.fixture_store import planted_ranks, write_planted
@@ -20,20 +18,6 @@ from core.config import apply_preset, settings_hash, to_dict
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
-
-
-@pytest.fixture
-def exports(monkeypatch):
-    """{download key: DataFrame} of every CSV button the page drew (the last run wins)."""
-    found = {}
-    original = streamlit.download_button
-
-    def record(label, data, *args, **kwargs):
-        found[kwargs.get("key")] = pd.read_csv(io.BytesIO(data))
-        return original(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(streamlit, "download_button", record)
-    return found
 
 
 def _row(spec, run_id="20260101-120000-000000-x-abc123", teacher_depth=None, name=""):
