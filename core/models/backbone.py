@@ -10,9 +10,10 @@ recommender reads hidden states. The token embedding table serves to embed promp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -124,8 +125,8 @@ def load_backbone(cfg: BackboneConfig, base_root: Path | None, device: torch.dev
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise BackboneError(f"could not read a model config and tokenizer from {folder}: {error}") from error
-    read, names = _safetensors_reader(Path(folder))
-    return build_decoder(config, tokenizer, read, names, str(folder), cfg, device, dtype)
+    with _safetensors_reader(Path(folder)) as (read, names):
+        return build_decoder(config, tokenizer, read, names, str(folder), cfg, device, dtype)
 
 
 def decoder_from_model(model: nn.Module, tokenizer, source: str, cfg: BackboneConfig, device, dtype,
@@ -179,8 +180,10 @@ def _set_training(decoder: Decoder, cfg: BackboneConfig) -> None:
         decoder.embed_tokens.requires_grad_(False)
 
 
-def _safetensors_reader(folder: Path):
-    """(read(name) -> tensor, every tensor name) over a folder's model.safetensors or its shards."""
+@contextlib.contextmanager
+def _safetensors_reader(folder: Path) -> Iterator[tuple[Callable[[str], torch.Tensor], set[str]]]:
+    """(read(name) -> float32 tensor, every tensor name) over a folder's model.safetensors or its
+    shards, each file opened once for the whole load."""
     from safetensors import safe_open  # noqa: PLC0415
 
     index = folder / "model.safetensors.index.json"
@@ -192,13 +195,14 @@ def _safetensors_reader(folder: Path):
     else:
         raise BackboneError(f"{folder}: no model.safetensors (or model.safetensors.index.json); weights are "
                             "read from safetensors only")
+    with contextlib.ExitStack() as stack:
+        handles = {path: stack.enter_context(safe_open(path, "pt")) for path in set(where.values())}
 
-    def read(name: str) -> torch.Tensor:
-        if name not in where:
-            raise KeyError(name)
-        with safe_open(where[name], "pt") as handle:
-            return handle.get_tensor(name).float()
-    return read, set(where)
+        def read(name: str) -> torch.Tensor:
+            if name not in where:
+                raise KeyError(name)
+            return handles[where[name]].get_tensor(name).float()
+        yield read, set(where)
 
 
 def _resolve_source(base: str, base_root: Path) -> str:

@@ -23,7 +23,7 @@ NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight")
 PART_OF = {part: projection for projection, (parts, _) in FUSED.items() for part in parts}
 _PEFT_LORA = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)"
                         r"\.lora_(?P<ab>[AB])\.default\.weight$")
-_HF_LINEAR = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)\.(?P<kind>weight|bias)$")
+_HF_LINEAR = re.compile(r"^(?P<layer>.*layers\.\d+\.)(self_attn|mlp)\.(?P<part>\w+_proj)\.(weight|bias)$")
 
 
 def layer_weights(read: Callable[[str], Tensor], source: str, target: str, names: set[str]) -> dict[str, Tensor]:
@@ -51,9 +51,7 @@ def upgrade_trainable(weights: dict[str, Tensor]) -> dict[str, Tensor]:
             linear[name] = tensor
         else:
             out[name] = tensor
-    layers = sorted({_HF_LINEAR.match(name)["layer"] for name in linear})
-    for layer in layers:
-        fused = layer_weights(lambda n: linear.pop(n) if n in linear else out.pop(n), layer, layer,
-                              set(linear) | set(out))
-        out.update(fused)
+    saved = {**out, **linear}  # the norms stay under their names; the fused matrices replace the separate ones
+    for layer in sorted({_HF_LINEAR.match(name)["layer"] for name in linear}):
+        out.update(layer_weights(saved.__getitem__, layer, layer, set(linear)))
     return out
