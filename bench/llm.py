@@ -21,10 +21,11 @@ from core.models.backbone import Backbone, decoder_from_model
 from core.models.llmrec import LLMRec
 from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
-from core.stages.student import cache_teacher_states, make_loss
+from core.stages.student import make_loss
 from core.train import loop
 from core.train.device import frozen_weights_dtype, peak_memory_mb
 from core.train.distill import block_pairs
+from core.train.teacher_cache import build_cache
 
 SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
                      vocab_size=49152, max_position_embeddings=2048, initializer_range=0.02)
@@ -141,7 +142,7 @@ def _measures(teacher: LLMRec, student: LLMRec, data: Examples, users: Examples,
     def teacher_cache() -> float:  # seconds, not a rate
         cache.clear()  # the last round's states go before the next are built
         start = time.perf_counter()
-        cache["states"] = cache_teacher_states(teacher, data.inputs, t_layers, shape.users_per_batch)
+        cache["states"] = build_cache(teacher, data.inputs, t_layers, shape.users_per_batch)
         _sync(device)
         return time.perf_counter() - start
 

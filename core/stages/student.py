@@ -22,14 +22,7 @@ from core.stages.llm import (StageError, build_model, evaluate, examples, finish
 from core.stages.common import fit
 from core.train.device import autocast, seed_everything
 from core.train.distill import block_pairs, slmrec_loss
-from core.train.teacher_cache import TeacherCache, build_cache
-
-
-def cache_teacher_states(teacher, inputs: torch.Tensor, layers: list[int], batch_size: int,
-                         budget_gb: float = 0.0, local_processes: int = 1) -> TeacherCache:
-    """Teacher states at `layers` for every training example, in bf16 on the device, in pinned host
-    memory or (fitting neither budget) run live each step; `budget_gb` 0: auto (teacher_cache.py)."""
-    return build_cache(teacher, inputs, layers, batch_size, budget_gb, local_processes)
+from core.train.teacher_cache import build_cache
 
 
 def _teacher(ctx: RunContext, spec: RunSpec):
@@ -68,8 +61,8 @@ def run_student(spec: RunSpec, ctx: RunContext) -> dict:
     if teacher is not None and spec.distill.teacher_states == "cached":
         ctx.set_state(phase="cache teacher")
         with torch.no_grad(), autocast(ctx.device, spec.train.precision):  # as the live teacher would run
-            cached = cache_teacher_states(teacher, data.inputs, teacher_layers, eval_batch(spec.train, ctx.device.type),
-                                          spec.distill.cache_budget_gb, ctx.dist.local_world_size)
+            cached = build_cache(teacher, data.inputs, teacher_layers, eval_batch(spec.train, ctx.device.type),
+                                 spec.distill.cache_budget_gb, ctx.dist.local_world_size)
         ctx.log(cached.plan.describe())
         cache_info = {"teacher_cache": cached.plan.manifest()}
     ctx.log(f"student: {model.num_layers} layers, blocks {pairs} (teacher layer, student layer), "

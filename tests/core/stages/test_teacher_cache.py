@@ -58,7 +58,7 @@ def _cache(setup, monkeypatch, placement):
     teacher, _, data, _ = setup
     budget = 0.0 if placement == "device" else 1e-12  # auto (half the RAM) or less than one row
     monkeypatch.setattr(teacher_cache, "host_budget", lambda device, n=1: 1 << 40 if placement == "host" else 0)
-    cache = student_stage.cache_teacher_states(teacher, data.inputs, T_LAYERS, 7, budget_gb=budget)
+    cache = teacher_cache.build_cache(teacher, data.inputs, T_LAYERS, 7, budget_gb=budget)
     assert cache.plan.placement == placement
     return cache
 
