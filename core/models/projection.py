@@ -77,6 +77,9 @@ class Projection(nn.Module):
     def adapters(self) -> tuple[Tensor, Tensor]:
         """Every targeted part's A stacked (k r, in) and their B's block-diagonal (out, k r), zero rows
         for untargeted parts: scale * B A is the whole projection's update, in two matrix products."""
+        if len(self.parts) == 1:  # one part: nothing to stack
+            (part,) = self.parts
+            return self.lora_A[part], self.lora_B[part]
         first = next(iter(self.lora_B.values()))
         targeted = [self.lora_A[p] for p in self.parts if p in self.lora_A]  # in output order (a ParameterDict sorts)
         a = torch.cat(targeted) if len(targeted) > 1 else targeted[0]
