@@ -358,7 +358,7 @@ class Decoder(nn.Module):
             if "lora_" not in name and name.startswith(("layers.", "norm.")):
                 param.data = param.data.to(dtype)
 
-    def compile_stack(self, backend: str = "inductor", mode: str | None = None) -> None:
+    def compile_stack(self, backend: str = "inductor", mode: str = "default") -> None:
         """torch.compile the whole layer stack as one graph (fullgraph, static shapes). `mode`
         "reduce-overhead" replays it as CUDA graphs; backend "aot_eager" traces without kernels (tests)."""
         import torch._dynamo  # noqa: PLC0415

@@ -63,7 +63,7 @@ def build_model(spec: RunSpec, ctx: RunContext, item_table: torch.Tensor, adapte
     backbone = load_backbone(spec.backbone, ctx.paths.base_models, ctx.device, dtype)
     mode = compile_mode(spec.train.compile, ctx.device)
     if mode:
-        backbone.compile_stack(mode=None if mode == "default" else mode)  # the first steps pay the compilation
+        backbone.compile_stack(mode=mode)  # the first steps pay the compilation
     return LLMRec(backbone, item_table, spec.rec.prompt, adapter_layers).to(ctx.device)
 
 
