@@ -17,7 +17,8 @@ import torch
 from bench.repeat import interleaved, ratio, summary
 from core.config import BackboneConfig, DistillConfig, RunSpec, TrainConfig
 from core.eval.ranking import full_ranks
-from core.models.backbone import Backbone, decoder_from_model
+from core.models.backbone import decoder_from_model
+from core.models.decoder import Decoder
 from core.models.llmrec import LLMRec
 from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
@@ -46,7 +47,7 @@ class Shape:
 
 
 def random_backbone(depth: int, device, training: str = "lora", layers: int = 30, dims: dict | None = None,
-                    precision: str = "auto") -> Backbone:
+                    precision: str = "auto") -> Decoder:
     """A SmolLM2-shaped decoder (or `dims`, a variant of SMOLLM2_SHAPE) with seeded random weights,
     first `depth` layers kept, its weights in the dtype a stage would load them in on this device."""
     model = build_tiny_llama(num_layers=layers, **(dims or SMOLLM2_SHAPE))

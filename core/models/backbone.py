@@ -28,8 +28,6 @@ DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written 
 SUPPORTED = ("llama", "qwen2", "mistral")  # model_type values of the LLaMA family the decoder implements
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rope types whose frequencies do not move at run time
 
-Backbone = Decoder  # what the stages call the loaded decoder
-
 
 class BackboneError(ValueError):
     """The backbone cannot be loaded as asked; the message says what to change."""
