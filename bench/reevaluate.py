@@ -14,7 +14,7 @@ import torch
 
 from core.config import TrainConfig
 from core.data.prepare import prepare
-from core.eval.records import metric_rows
+from core.eval.records import metric_rows, metric_values
 from core.stages.context import RunContext
 from core.stages.llm import evaluate, load_finished_model
 from core.store import checkpoints
@@ -30,7 +30,7 @@ def reevaluate(paths: Paths, run_id: str, scratch: Path) -> dict:
     stored = checkpoints.read_manifest(paths.checkpoints / run_id)["test_metrics"]
     with torch.no_grad():
         result = evaluate(model, spec, prepare(spec.data, paths.data_root), "test")
-    now = {f"{row['protocol']}/{row['metric']}": row["value"] for row in metric_rows(run_id, 0, role, None, result)}
+    now = metric_values(metric_rows(run_id, 0, role, None, result))
     return {"run_id": run_id, "role": role,
             "metrics": {name: {"stored": stored[name], "now": now[name]} for name in sorted(stored)}}
 

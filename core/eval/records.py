@@ -21,6 +21,11 @@ def rank_rows(run_id: str, step: int, model: str, layer: int | None, result: Spl
     return rows
 
 
+def metric_values(rows: list[dict]) -> dict[str, float]:
+    """{"protocol/metric": value} of `metric_rows` (or `metrics` view) rows: how results and manifests name them."""
+    return {f"{r['protocol']}/{r['metric']}": r["value"] for r in rows}
+
+
 def metric_rows(run_id: str, step: int, model: str, layer: int | None, result: SplitRanks) -> list[dict]:
     """One `metrics` row per protocol and metric: the aggregates of `rank_rows`."""
     rows = []

@@ -17,7 +17,7 @@ import torch
 
 from core.config import RunSpec, eval_batch, to_dict
 from core.eval.evaluate import SplitRanks
-from core.eval.records import metric_rows, rank_rows
+from core.eval.records import metric_rows, metric_values, rank_rows
 from core.models.weights import upgrade_trainable
 from core.store import checkpoints
 from core.stages.context import RunContext
@@ -57,7 +57,7 @@ def write_evaluation(ctx: RunContext, step: int, model_name: str, layer: int | N
     rows = metric_rows(ctx.run_id, step, model_name, layer, result)
     ctx.events.append("metrics", rows)
     ctx.events.flush()
-    return {f"{r['protocol']}/{r['metric']}": r["value"] for r in rows}
+    return metric_values(rows)
 
 
 def manifest(spec: RunSpec, ctx: RunContext, model: torch.nn.Module, **extra) -> dict:

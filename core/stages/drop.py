@@ -23,7 +23,7 @@ from core.data.prepare import prepare
 from core.drop_plan import SOURCE_KINDS, analysis_of, check_healing
 from core.eval.drop_rules import pick
 from core.eval.evaluate import eval_users
-from core.eval.records import metric_rows
+from core.eval.records import metric_rows, metric_values
 from core.models.drop import drop_layers
 from core.stages.common import fit, manifest, write_evaluation
 from core.stages.context import RunContext
@@ -95,8 +95,7 @@ def _test(ctx: RunContext, spec: RunSpec, model, prepared, step: int, name: str,
     seconds = time.perf_counter() - start
     if write:
         return write_evaluation(ctx, step, name, None, ranks), seconds
-    return {f"{r['protocol']}/{r['metric']}": r["value"] for r in metric_rows(ctx.run_id, step, name, None, ranks)}, \
-        seconds
+    return metric_values(metric_rows(ctx.run_id, step, name, None, ranks)), seconds
 
 
 def run_drop(spec: RunSpec, ctx: RunContext) -> dict:
