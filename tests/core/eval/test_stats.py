@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.eval.metrics import per_user_metric
-from core.eval.stats import bootstrap_ci, paired_comparison
+from core.eval.stats import bootstrap_ci, hierarchical_bootstrap_ci, hierarchical_paired, paired_comparison
 
 
 def test_bootstrap_covers_the_true_ndcg_about_95_percent():
@@ -48,3 +48,52 @@ def test_mismatched_users_are_refused():
         paired_comparison(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="at least 2 users"):
         bootstrap_ci([1.0])
+
+
+def _seeds_table(seed_means, users, user_sd, rng):
+    """(seeds, users): a per-seed level plus a shared per-user effect plus small noise."""
+    user_effect = rng.normal(0, user_sd, users)
+    return np.array(seed_means)[:, None] + user_effect[None, :] + rng.normal(0, user_sd / 10, (len(seed_means), users))
+
+
+def test_hierarchical_ci_carries_the_seed_spread_that_a_users_only_ci_hides():
+    rng = np.random.default_rng(3)
+    seed_means = [0.40, 0.50, 0.60]  # training noise far larger than the user noise
+    values = _seeds_table(seed_means, 2000, 0.01, rng)
+    users_only = bootstrap_ci(values.mean(axis=0))
+    both = hierarchical_bootstrap_ci(values)
+    assert users_only.high - users_only.low < 0.002
+    assert both.high - both.low > 50 * (users_only.high - users_only.low)
+    # three seeds: a resample of all-lowest (or all-highest) seeds has probability 1/27 > 2.5%, so the
+    # 95% interval runs from the lowest seed mean to the highest
+    observed = values.mean(axis=1)
+    assert both.low == pytest.approx(observed.min(), abs=0.002)
+    assert both.high == pytest.approx(observed.max(), abs=0.002)
+    assert both.mean == pytest.approx(values.mean()) and both.n == 2000
+
+
+def test_hierarchical_ci_of_one_seed_is_the_users_only_ci():
+    values = np.random.default_rng(4).random((1, 300))
+    assert hierarchical_bootstrap_ci(values, resamples=300, seed=7) == bootstrap_ci(values[0], resamples=300, seed=7)
+    a, b = np.random.default_rng(5).random((2, 1, 300))
+    nested, flat = hierarchical_paired(a, b, resamples=300, seed=7), paired_comparison(a[0], b[0], 300, 7)
+    assert (nested.low, nested.high) == pytest.approx((flat.low, flat.high), abs=1e-12)
+    assert nested.difference == pytest.approx(flat.difference)
+
+
+def test_hierarchical_paired_needs_a_gap_larger_than_the_seed_noise():
+    rng = np.random.default_rng(6)
+    users = _seeds_table([0.0, 0.0, 0.0], 1000, 0.05, rng)[0]  # one shared user effect for both runs
+    noisy = lambda means: users[None, :] + np.array(means)[:, None] + rng.normal(0, 0.005, (len(means), 1000))  # noqa: E731
+    small = hierarchical_paired(noisy([0.52, 0.46, 0.55]), noisy([0.50, 0.44, 0.53, 0.49]))
+    assert not small.significant and small.p_value > 0.05  # +0.02 against seeds spread by 0.09
+    assert paired_comparison(noisy([0.52, 0.46, 0.55]).mean(0), noisy([0.50, 0.44, 0.53]).mean(0)).significant
+    large = hierarchical_paired(noisy([0.80, 0.78, 0.82]), noisy([0.50, 0.44, 0.53]))
+    assert large.significant and large.p_value < 0.05 and large.difference == pytest.approx(0.31, abs=0.01)
+
+
+def test_hierarchical_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(seeds, users\)"):
+        hierarchical_bootstrap_ci(np.zeros(5))
+    with pytest.raises(ValueError, match="same users"):
+        hierarchical_paired(np.zeros((2, 3)), np.zeros((2, 4)))
