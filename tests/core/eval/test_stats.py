@@ -84,7 +84,7 @@ def test_hierarchical_ci_of_one_seed_is_the_users_only_ci():
 def test_hierarchical_paired_needs_a_gap_larger_than_the_seed_noise():
     rng = np.random.default_rng(6)
     users = _seeds_table([0.0, 0.0, 0.0], 1000, 0.05, rng)[0]  # one shared user effect for both runs
-    noisy = lambda means: users[None, :] + np.array(means)[:, None] + rng.normal(0, 0.005, (len(means), 1000))  # noqa: E731
+    noisy = lambda means: users[None, :] + np.array(means)[:, None] + rng.normal(0, 0.005, (len(means), 1000))
     small = hierarchical_paired(noisy([0.52, 0.46, 0.55]), noisy([0.50, 0.44, 0.53, 0.49]))
     assert not small.significant and small.p_value > 0.05  # +0.02 against seeds spread by 0.09
     assert paired_comparison(noisy([0.52, 0.46, 0.55]).mean(0), noisy([0.50, 0.44, 0.53]).mean(0)).significant
