@@ -12,17 +12,41 @@ at 0 this is plain E4SRec_N.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from core.config import RunSpec, depth_warning, eval_batch
+from core.config import RunSpec, depth_warning, eval_batch, from_dict
 from core.data.prepare import prepare
 from core.stages.context import RunContext
 from core.stages.llm import (StageError, build_model, evaluate, examples, finish, load_finished_model,
                              load_item_table, parameter_counts)
 from core.stages.common import fit
+from core.store import runs as run_store
 from core.train.device import autocast, seed_everything
 from core.train.distill import block_pairs, slmrec_loss
 from core.train.teacher_cache import build_cache
+
+
+# What a student must share with its teacher: the data (the same users, items and splits), the
+# base LLM (the block pairs align the same model's states) and the prompt (the same token positions).
+MUST_MATCH = (("data", lambda s: s.data), ("backbone.base", lambda s: s.backbone.base),
+              ("rec.prompt", lambda s: s.rec.prompt))
+
+
+def teacher_mismatch(teacher: RunSpec, student: RunSpec) -> str | None:
+    """The first setting a student must share with its teacher and does not, as 'field: teacher's
+    value, student's value' (a data section names its differing fields), or None when all match."""
+    for name, part in MUST_MATCH:
+        theirs, ours = part(teacher), part(student)
+        if theirs == ours:
+            continue
+        if name == "data":
+            fields = [f.name for f in dataclasses.fields(ours) if getattr(theirs, f.name) != getattr(ours, f.name)]
+            return "; ".join(f"data.{f}: the teacher's is {getattr(theirs, f)!r}, the student's "
+                             f"{getattr(ours, f)!r}" for f in fields)
+        return f"{name}: the teacher's is {theirs!r}, the student's {ours!r}"
+    return None
 
 
 def _teacher(ctx: RunContext, spec: RunSpec):
@@ -33,11 +57,11 @@ def _teacher(ctx: RunContext, spec: RunSpec):
             raise StageError("distill.teacher_run: lambda_cos and lambda_norm need a finished teacher run "
                              "(--teacher RUN_ID); set both to 0 for a student without distillation")
         return None, None
-    teacher_spec, teacher = load_finished_model(ctx, k.teacher_run, spec.train)
-    if teacher_spec.data != spec.data:
-        raise StageError(f"distill.teacher_run: teacher '{k.teacher_run}' was trained on other data settings "
-                         f"({teacher_spec.data}); a student must use the same data as its teacher")
-    return teacher_spec, teacher
+    difference = teacher_mismatch(from_dict(run_store.read_spec(ctx.paths.runs, k.teacher_run)["spec"]), spec)
+    if difference:  # refused before the teacher's weights are loaded
+        raise StageError(f"distill.teacher_run: teacher '{k.teacher_run}' differs from this student in {difference}; "
+                         "a student must use the same data, base model and prompt as its teacher")
+    return load_finished_model(ctx, k.teacher_run, spec.train)
 
 
 def run_student(spec: RunSpec, ctx: RunContext) -> dict:

@@ -9,6 +9,7 @@ import torch
 from core import pipeline
 from core.stages.context import RunContext
 from core.stages.llm import load_finished_model
+from core.stages.student import teacher_mismatch
 from core.store import checkpoints
 from core.store.paths import Paths
 from core.store.query import query
@@ -93,3 +94,29 @@ def test_a_finished_model_is_loaded_in_the_precision_of_the_run_using_it(teacher
     dtype = lambda model: model.backbone.layers[0].mlp.gate_up_proj.weight.dtype  # noqa: E731
     assert dtype(load_finished_model(ctx, teacher_id, train)[1]) == torch.float32
     assert dtype(load_finished_model(ctx, teacher_id, replace(train, precision="bf16"))[1]) == torch.bfloat16
+
+
+def test_teacher_mismatch_names_the_field_and_both_values():
+    teacher = spec("teacher", backbone={"depth": 4})
+    student = spec("student", backbone={"depth": 2})
+    assert teacher_mismatch(teacher, student) is None  # depth, training and the rest may differ
+    assert teacher_mismatch(teacher, replace(student, backbone=replace(student.backbone, base="smollm2"))) == (
+        "backbone.base: the teacher's is 'tiny', the student's 'smollm2'")
+    other_prompt = replace(student, rec=replace(student.rec, prompt="Items: {items}. Next?"))
+    assert teacher_mismatch(teacher, other_prompt) == (
+        f"rec.prompt: the teacher's is {teacher.rec.prompt!r}, the student's 'Items: {{items}}. Next?'")
+    other_data = replace(student, data=replace(student.data, kcore=2, seed=3))
+    assert teacher_mismatch(teacher, other_data) == ("data.kcore: the teacher's is 0, the student's 2; "
+                                                     "data.seed: the teacher's is 0, the student's 3")
+
+
+def test_a_teacher_with_another_prompt_is_refused_before_training(teacher_run):
+    paths, teacher_id = teacher_run
+    s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2},
+             rec={"prompt": "Items: {items}. Next?"}, name="other prompt")
+    run_id = pipeline.plan(paths, s, reuse=False)[-1]
+    state = pipeline.execute(paths, run_id)
+    assert state["status"] == "failed"
+    assert f"teacher '{teacher_id}' differs from this student in rec.prompt" in state["error"]
+    assert "the student's 'Items: {items}. Next?'" in state["error"]
+    assert not losses(paths, run_id, "total")  # not one training step ran
