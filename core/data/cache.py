@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from core.config import DataConfig
 from core.data.errors import DataError
 
-CACHE_VERSION = 2  # 2: candidates as int32 .npy files (memory-mapped), drawn by a vectorised sampler
+CACHE_VERSION = 3  # 2: candidates as int32 .npy files (memory-mapped); 3: a short list is padded with 0, not repeats
 EDGE_BYTES = 1 << 20
 NOT_IN_KEY = ("dataset", "max_len", "train_targets")
 

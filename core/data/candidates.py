@@ -15,9 +15,11 @@ block and drop it):
   377k items a row of 999 has about one duplicate, so this costs about one sort per row;
 - a user with few unseen items is drawn exactly, one at a time: distinct "unseen ranks", mapped to
   items, or, when there are fewer unseen items than `n_negatives` (a heavy MovieLens-100K user:
-  1,682 items, 999 negatives), every unseen item once then uniform repeats to fill the row; the
-  number of such users is reported in the stats.
-Rows always have the same width and never contain 0.
+  1,682 items, 999 negatives), every unseen item once and the rest of the row padded with 0, which
+  the sampled ranking does not count (core/eval/ranking.py `sampled_ranks`): repeats would count an
+  item scoring above the target several times and make the metric pessimistic. The number of
+  such short lists is reported in the stats.
+Rows always have the same width; 0 appears only as the padding of a short list, after its items.
 """
 
 from __future__ import annotations
@@ -81,16 +83,14 @@ def seen_items(sequences: Sequence[np.ndarray], n_items: int) -> Seen:
 
 
 def _few(rng: np.random.Generator, seen_row: np.ndarray, n_items: int, n_negatives: int) -> np.ndarray:
-    """One user with few unseen items, exactly: distinct unseen ranks (all of them then uniform
-    repeats when there are too few), mapped to items. `seen_row - 1 - j` counts the unseen items
-    below the j-th seen item, so rank k is item k + 1 + (number of j with that count <= k)."""
+    """One user with few unseen items, exactly: distinct unseen ranks (all of them, then 0 padding,
+    when there are too few), mapped to items. `seen_row - 1 - j` counts the unseen items below the
+    j-th seen item, so rank k is item k + 1 + (number of j with that count <= k)."""
     n_unseen = n_items - len(seen_row)
-    if n_unseen >= n_negatives:
-        ranks = rng.choice(n_unseen, n_negatives, replace=False)
-    else:
-        ranks = np.concatenate([rng.permutation(n_unseen), rng.integers(0, n_unseen, n_negatives - n_unseen)])
+    ranks = rng.choice(n_unseen, n_negatives, replace=False) if n_unseen >= n_negatives else np.arange(n_unseen)
     below = seen_row - 1 - np.arange(len(seen_row))
-    return np.sort(ranks + np.searchsorted(below, ranks, side="right") + 1)
+    items = np.sort(ranks + np.searchsorted(below, ranks, side="right") + 1)
+    return np.concatenate([items, np.zeros(n_negatives - len(items), dtype=items.dtype)])
 
 
 def _first_at_least(rows_sorted: np.ndarray, row: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -173,7 +173,8 @@ def _chunk(rng: np.random.Generator, seen: Seen, first: int, last: int, n_items:
 
 
 def check_candidates(seen: Seen, n_items: int, n_negatives: int, split: str, user_ids: Sequence[str]) -> int:
-    """Refuse a bad split or a user who has seen every item; return the users with repeats."""
+    """Refuse a bad split or a user who has seen every item; return the users with a short list
+    (fewer unseen items than n_negatives, so their rows end in 0 padding)."""
     if split not in SPLITS:
         raise DataError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
     n_unseen = n_items - seen.counts
@@ -195,8 +196,9 @@ def candidate_chunks(seen: Seen, n_items: int, n_negatives: int, seed: int, spli
 
 def draw_candidates(sequences: Sequence[np.ndarray], n_items: int, n_negatives: int, seed: int,
                     split: str, user_ids: Sequence[str]) -> tuple[np.ndarray, int]:
-    """(negatives (n_users, n_negatives) int32 in 1..n_items, number of users with repeats), in memory."""
+    """(negatives (n_users, n_negatives) int32 in 1..n_items, 0 padding a short list; number of users
+    with a short list), in memory."""
     seen = seen_items(sequences, n_items)
-    repeats = check_candidates(seen, n_items, n_negatives, split, user_ids)
+    short = check_candidates(seen, n_items, n_negatives, split, user_ids)
     rows = list(candidate_chunks(seen, n_items, n_negatives, seed, split))
-    return (np.concatenate(rows) if rows else np.zeros((0, n_negatives), dtype=np.int32)), repeats
+    return (np.concatenate(rows) if rows else np.zeros((0, n_negatives), dtype=np.int32)), short

@@ -9,7 +9,8 @@ Cache folder:
     items.parquet         item_id, title; row i is item i, row 0 the padding item ("")
     users.parquet         user_id; row u is user u
     candidates_valid.npy, candidates_test.npy
-                          (n_users, n_negatives) int32 item ids, row u is user u. Plain .npy, not
+                          (n_users, n_negatives) int32 item ids, row u is user u, 0 padding the
+                          row of a user with fewer unseen items (candidates.py). Plain .npy, not
                           Parquet, so that they are memory-mapped instead of loaded: at Amazon size
                           (1.2M users x 999) each is 4.8 GB. Written a block of users at a time.
     meta.json             written last: key, source, settings, stats (with drop counts)
@@ -42,7 +43,7 @@ from core.data.errors import DataError
 from core.data.filters import filter_and_remap
 from core.data.sequences import Ragged
 from core.data.sources import read_interactions, resolve_source, synthetic_file, title_file
-from core.data.stats import compute_stats
+from core.data.stats import candidate_stats, compute_stats
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,15 +94,6 @@ def _synthetic_stats(source: Path) -> dict[str, Any]:
     return {"synthetic": {**data.get("settings", {}), **data.get("rule", {})}, "oracle": data.get("oracle", {})}
 
 
-def repeats_note(n_negatives: int, n_items: int, repeats: dict[str, int]) -> str:
-    """What it means for the sampled protocol that some users have fewer unseen items than negatives."""
-    worst = max(repeats.values())
-    return (f"data.n_negatives is {n_negatives} but {worst} users have fewer unseen items than that among the "
-            f"{n_items} items; their sampled candidate rows repeat items, which makes their sampled metrics "
-            "pessimistic (full ranking is unaffected). Set data.n_negatives lower in a --spec file "
-            "(e.g. 99) or read the full-ranking metrics.")
-
-
 def _candidates_file(folder: Path, split: str) -> Path:
     return folder / f"candidates_{split}.npy"
 
@@ -115,12 +107,10 @@ def _build(cfg: DataConfig, source: Path, data_root: Path, key: str, folder: Pat
     n_users, n_items = len(kept.user_ids), len(kept.item_ids) - 1
     sequences = Ragged.from_sorted(kept.user, kept.item, n_users)
     seen = seen_items(sequences, n_items)
-    repeats = {split: check_candidates(seen, n_items, cfg.n_negatives, split, kept.user_ids) for split in SPLITS}
+    short = {split: check_candidates(seen, n_items, cfg.n_negatives, split, kept.user_ids) for split in SPLITS}
     stats = compute_stats(sequences, n_items, kept.drops, read_rows)
     stats["titled_items"] = sum(1 for t in titles[1:] if t)
-    stats["candidates"] = {"n_negatives": cfg.n_negatives, "users_with_repeats": repeats}
-    if any(repeats.values()):
-        stats["candidates"]["note"] = repeats_note(cfg.n_negatives, n_items, repeats)
+    stats["candidates"] = candidate_stats(cfg.n_negatives, n_items, short)
     meta = {"version": CACHE_VERSION, "key": key, "dataset": cfg.dataset,
             "source": os.path.relpath(source, data_root), "settings": key_settings(cfg),
             "n_users": n_users, "n_items": n_items, "stats": stats}

@@ -35,6 +35,19 @@ def compute_stats(sequences: Ragged | list[np.ndarray], n_items: int, drops: dic
     }
 
 
+def candidate_stats(n_negatives: int, n_items: int, short: dict[str, int]) -> dict[str, Any]:
+    """The sampled protocol's summary: n_negatives, per split how many users have a short list
+    (fewer unseen items than n_negatives: each unseen item once, the rest padding), and a note when any do."""
+    out: dict[str, Any] = {"n_negatives": int(n_negatives), "short_negative_lists": dict(short)}
+    if any(short.values()):
+        out["note"] = (f"data.n_negatives is {n_negatives} but {max(short.values())} users have fewer unseen items "
+                       f"than that among the {n_items} items; they are ranked against each of their unseen items "
+                       "once (a shorter list, so their sampled metrics are easier than with a full one; full "
+                       "ranking is unaffected). Set data.n_negatives lower (e.g. 99) for equal lists, or read the "
+                       "full-ranking metrics.")
+    return out
+
+
 def stats(prepared: PreparedData) -> dict[str, Any]:
     """The prepared data's stats plus its cache key, as a fresh JSON-able dict."""
     return {"key": prepared.key, **copy.deepcopy(prepared.stats)}

@@ -146,12 +146,16 @@ def test_sequences_are_read_only(put, data_root):
         prepared.candidates("test")[0, 0] = 5
 
 
-def test_stats_say_when_sampled_rows_must_repeat_items(tmp_path):
+def test_stats_count_the_users_with_a_short_negative_list(tmp_path):
     from tests.conftest import write_toy_dataset
 
     write_toy_dataset(tmp_path, items=30)  # users see 6 to 13 of 30 items
-    crowded = prepare(DataConfig(dataset="toy", kcore=0, n_negatives=99), tmp_path / "data").stats["candidates"]
-    assert crowded["users_with_repeats"]["test"] == 60
-    assert crowded["note"].startswith("data.n_negatives is 99 but 60 users have fewer unseen items than that")
+    crowded = prepare(DataConfig(dataset="toy", kcore=0, n_negatives=99), tmp_path / "data")
+    assert crowded.stats["candidates"]["short_negative_lists"] == {"valid": 60, "test": 60}
+    assert crowded.stats["candidates"]["note"].startswith("data.n_negatives is 99 but 60 users have fewer unseen "
+                                                          "items than that")
+    for user, sequence in enumerate(crowded.sequences):  # each unseen item once, then padding
+        row = crowded.candidates("test")[user]
+        assert sorted(row[row > 0]) == sorted(set(range(1, 31)) - set(sequence)) and (row[len(set(row)) - 1:] == 0).all()
     roomy = prepare(DataConfig(dataset="toy", kcore=0, n_negatives=5), tmp_path / "data").stats["candidates"]
-    assert roomy["users_with_repeats"] == {"valid": 0, "test": 0} and "note" not in roomy
+    assert roomy["short_negative_lists"] == {"valid": 0, "test": 0} and "note" not in roomy
