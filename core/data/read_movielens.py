@@ -3,7 +3,9 @@
 - RecBole `.inter`: tab-separated with a typed header (`user_id:token<TAB>item_id:token<TAB>
   rating:float<TAB>timestamp:float`); an optional sibling `.item` with the same stem gives titles
   (`item_id:token<TAB>movie_title:token_seq<TAB>...`, the first field whose name contains "title").
-  This is how MovieLens-100K ships inside the recbole package.
+  This is how MovieLens-100K ships inside the recbole package. Every row ends with a newline: a
+  file that does not was cut inside its last row (a broken copy) and is refused, as is a first line
+  that is no header (a message shows a short escaped excerpt of it, never the raw bytes).
 - MovieLens-100K `u.data` (tab, no header: user item rating timestamp) with optional `u.item`
   (pipe-separated, latin-1: id|title|...).
 - MovieLens-1M/10M `ratings.dat` (`user::item::rating::timestamp`) with optional `movies.dat`
@@ -27,6 +29,9 @@ RECBOLE_HINT = ("RecBole .inter files are tab-separated with a header such as "
 
 
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+EXCERPT_CHARS = 60  # of a bad line shown in a message
+HEADER_MAX_CHARS = 300  # a longer first line is no header of field names
+HEADER_MAX_BYTES, TAIL_BYTES = 64 * 1024, 4096  # read to check the first line; the last row
 
 
 def _field_name(column: str) -> str:
@@ -37,17 +42,60 @@ def _field_name(column: str) -> str:
 
 def read_recbole(path: Path) -> Interactions:
     """A RecBole `.inter` file, with titles from its sibling `.item` file when there is one."""
+    _check_header_line(path)
     header = header_of(path, "\t", RECBOLE_HINT)
     found = [_field_name(c) for c in header]
     required = [RECBOLE_FIELDS[c] for c in ("user", "item", "timestamp")]
     require(path, found, required, "\t", RECBOLE_HINT)
     position = {canon: found.index(name) for canon, name in RECBOLE_FIELDS.items() if name in found}
     table = read_delimited(path, "\t", header=True, usecols=sorted(position.values()), what=RECBOLE_HINT)
+    if len(table):
+        _refuse_cut_last_row(path, last_line=len(table) + 1)  # blank lines are rows too (skip_blank_lines=False)
     raw = pd.DataFrame({canon: table[header[i]] for canon, i in position.items()})
     names = {canon: header[i] for canon, i in position.items()}
     item_file = recbole_titles_file(path)
     titles = read_recbole_titles(item_file) if item_file else {}
     return finish(raw, path, Layout(names=names, unit="line", first=2), titles)
+
+
+def _excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """The start of some raw bytes as an escaped Python string literal, so binary shows as \\x00."""
+    text = repr(data[:limit].decode("utf-8", errors="backslashreplace"))
+    return text + (f" (the first {limit} of {len(data)} bytes)" if len(data) > limit else "")
+
+
+def _check_header_line(path: Path) -> None:
+    """Refuse a first line that is not a short line of printable field names (a binary or a wrong
+    file), showing an escaped excerpt of it instead of the whole line."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(HEADER_MAX_BYTES).removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file: {error.strerror or error}") from None
+    text = line.decode("utf-8", errors="replace")
+    if len(line) <= HEADER_MAX_CHARS and all(c.isprintable() or c == "\t" for c in text) and "\ufffd" not in text:
+        return  # text: `require` names what is missing among the fields found
+    found = {name for name in (_field_name(c) for c in text.split("\t")) if name in RECBOLE_FIELDS.values()}
+    missing = [RECBOLE_FIELDS[c] for c in ("user", "item", "timestamp") if RECBOLE_FIELDS[c] not in found]
+    raise DataError(f"{path}: line 1 is not a RecBole header: it reads {_excerpt(line)}"
+                    + (f"; missing column(s) {', '.join(repr(m) for m in missing)}" if missing else "")
+                    + f". {RECBOLE_HINT}")
+
+
+def _refuse_cut_last_row(path: Path, last_line: int) -> None:
+    """A file whose last byte is not a newline was cut in the middle of its last row (a broken copy,
+    whose cut timestamp would otherwise be read as a smaller number), so refuse it by name."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - TAIL_BYTES))
+        tail = f.read()
+    if tail.endswith(b"\n"):
+        return
+    row = tail.rsplit(b"\n", 1)[-1]
+    raise DataError(f"{path}: line {last_line} ends without a newline: the file was cut in the middle of "
+                    f"that row, which reads {_excerpt(row)}; expected every row to end with a newline. A cut "
+                    "file is a broken copy: copy or download it again (if that row is whole, end the file "
+                    "with a newline)")
 
 
 def recbole_titles_file(path: Path) -> Path | None:

@@ -130,3 +130,23 @@ def test_nothing_left_after_filtering(put, data_root):
     put("t/t.csv", "user,item,timestamp\na,1,1\na,2,2\n")
     with pytest.raises(DataError, match="no interactions left after filtering"):
         prepare(DataConfig(dataset="t", kcore=0), data_root)
+
+
+def test_inter_cut_in_its_last_row_is_refused_with_its_line(put):
+    whole = INTER_HEADER + "1\t2\t5\t881250949\n1\t3\t5\t881250950\n"
+    assert len(read_interactions(put("r/r.inter", whole), CFG).frame) == 2
+    for cut in (whole[:-4], whole[:-12]):  # inside the timestamp; inside the row's fields
+        message = _error(put("r/r.inter", cut))
+        assert "line 3" in message and "newline" in message and "cut" in message
+        assert repr(cut.rsplit("\n", 1)[-1]) in message  # the cut row, escaped
+        assert "copy" in message  # what to do: copy it again
+
+
+def test_inter_with_a_binary_header_shows_a_short_escaped_excerpt(put):
+    garbage = bytes(b for b in range(256) if b not in b"\t\n\r") * 4 + b"\n1\t2\t5\t100\n"  # 1 KB, one line
+    message = _error(put("r/r.inter", garbage))
+    assert len(message) < 500 and message.isprintable()
+    assert "line 1" in message and r"'\x00\x01\x02" in message and "user_id:token" in message
+    long_text = "the quick brown fox " * 50 + "\n1\t2\t5\t100\n"  # a text file, not an .inter
+    message = _error(put("r/r.inter", long_text))
+    assert len(message) < 500 and "missing column(s) 'user_id', 'item_id', 'timestamp'" in message
