@@ -1,5 +1,6 @@
 """Checkpoints: exact safetensors round trips, pickle refused, optimizer and RNG state without pickle."""
 
+import json
 import pickle
 import random
 
@@ -114,16 +115,21 @@ def test_a_crash_between_the_two_resume_writes_keeps_the_previous_state(tmp_path
 
     save_resume_state(tmp_path, {"w": torch.ones(1)}, {"step": 1})
 
-    def crash(*_):
-        raise OSError("killed")
+    write_json = checkpoints.write_json_atomic
+
+    def crash_on_commit(path, obj):
+        if path.name == "resume.json":
+            raise OSError("killed")
+        write_json(path, obj)
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoints, "write_json_atomic", crash)  # killed after the tensors, before the JSON
+        patch.setattr(checkpoints, "write_json_atomic", crash_on_commit)  # killed after the tensors, before the JSON
         with pytest.raises(OSError):
             save_resume_state(tmp_path, {"w": torch.ones(1) * 2}, {"step": 2})
     tensors, state = load_resume_state(tmp_path)
     assert state == {"step": 1} and torch.equal(tensors["w"], torch.ones(1))
     save_resume_state(tmp_path, {"w": torch.ones(1) * 3}, {"step": 3})  # the next save tidies up
-    assert len(list(tmp_path.glob("resume-*.safetensors"))) == 1 and load_resume_state(tmp_path)[1]["step"] == 3
+    assert len(list(tmp_path.glob("resume-*.safetensors"))) == 2  # the newest and the previous state
+    assert load_resume_state(tmp_path)[1]["step"] == 3
     assert load_resume_state(tmp_path / "none") is None
 
 
@@ -137,3 +143,67 @@ def test_rng_states_restore_exactly(tmp_path):
     again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     assert torch.equal(expected[0], again[0])
     assert np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_a_truncated_safetensors_file_is_named_with_what_to_do(tmp_path):
+    save_checkpoint(tmp_path / "ck", {"w": torch.randn(50, 50)}, {"kind": "teacher"})
+    path = tmp_path / "ck" / "model.safetensors"
+    whole = path.read_bytes()
+    for size in (len(whole) - 100, 200, 12, 0):  # inside the data, inside the header, in its length
+        path.write_bytes(whole[:size])
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(tmp_path / "ck", advice="run that teacher again")
+        message = str(caught.value)
+        assert str(path) in message and "truncated or corrupt" in message and "run that teacher again" in message
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_checkpoint(path)
+
+
+def _save_states(folder, steps):
+    for step in steps:
+        save_resume_state(folder, {"w": torch.full((64,), float(step))}, {"step": step})
+
+
+def _newest_tensors(folder):
+    return folder / json.loads((folder / "resume.json").read_text())["tensors"]
+
+
+def test_an_unreadable_newest_resume_state_falls_back_to_the_previous_one(tmp_path):
+    _save_states(tmp_path, [1, 2, 3])
+    assert len(list(tmp_path.glob("resume-*.safetensors"))) == 2  # at most two states take disk space
+    newest = _newest_tensors(tmp_path)
+    newest.write_bytes(newest.read_bytes()[:-10])
+    logged = []
+    tensors, state = load_resume_state(tmp_path, log=logged.append)
+    assert state == {"step": 2} and torch.equal(tensors["w"], torch.full((64,), 2.0))
+    assert len(logged) == 1 and str(newest) in logged[0] and "truncated or corrupt" in logged[0]
+    (tmp_path / "resume.json").write_text('{"token": ')  # a cut JSON half falls back the same way
+    logged.clear()
+    assert load_resume_state(tmp_path, log=logged.append)[1] == {"step": 2}
+    assert "resume.json" in logged[0] and "not valid JSON" in logged[0]
+
+
+def test_after_a_fallback_the_skipped_state_is_never_kept_as_the_previous_one(tmp_path):
+    from core.store.checkpoints import read_resume_state, settle_resume_state
+
+    _save_states(tmp_path, [1, 2, 3])
+    newest = _newest_tensors(tmp_path)
+    newest.write_bytes(b"")
+    settle_resume_state(tmp_path, read_resume_state(tmp_path))  # the run resumes from step 2
+    assert not newest.exists() and load_resume_state(tmp_path)[1] == {"step": 2}
+    _save_states(tmp_path, [4])  # step 3 belongs to the abandoned attempt: 2 is the fallback now
+    _newest_tensors(tmp_path).write_bytes(b"")
+    assert load_resume_state(tmp_path)[1] == {"step": 2}
+
+
+def test_with_no_readable_resume_state_the_run_starts_over(tmp_path):
+    from core.store.checkpoints import settle_resume_state
+
+    _save_states(tmp_path, [1])
+    only = _newest_tensors(tmp_path)
+    only.write_bytes(only.read_bytes()[:100])
+    logged = []
+    assert load_resume_state(tmp_path, log=logged.append) is None  # never an error
+    assert str(only) in logged[0] and "starting over" in logged[-1]
+    settle_resume_state(tmp_path, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
