@@ -19,7 +19,8 @@ one place that the query layer and `compact` share:
   their step (an evaluation at the checkpoint's own step, say, that the resumed run repeats).
 
 A segment whose footer cannot be read (truncated, not Parquet) or whose columns do not match its
-table is reported as unreadable and skipped, never raised.
+table is reported as unreadable and skipped, never raised; so is one whose data a reader found it
+cannot read (`FooterCache.mark_unreadable`, see core.store.query).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.store.atomic import CorruptFileError, atomic_path, read_json, stale_temp_files
@@ -65,6 +65,12 @@ class EventScan:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def file_key(path: Path) -> tuple[str, int, int]:
+    """(path, size, mtime): what identifies one version of a file; FileNotFoundError if gone."""
+    stat = os.stat(path)
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 class FooterCache:
     """Validated segment schemas keyed by (path, size, mtime), so a long-lived reader checks each
     file's footer once. Owned by whoever reads; there is no module-level cache."""
@@ -74,14 +80,17 @@ class FooterCache:
 
     def schema(self, path: Path, table: str) -> pa.Schema:
         """The file's Arrow schema (with metadata); SegmentError if unusable, FileNotFoundError if gone."""
-        stat = os.stat(path)
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key = file_key(path)
         if key not in self._seen:
             self._seen[key] = _read_schema(path, table)
         found = self._seen[key]
         if isinstance(found, str):
             raise SegmentError(found)
         return found
+
+    def mark_unreadable(self, key: tuple[str, int, int], reason: str) -> None:
+        """Remember that this version (`file_key`) of a file cannot be read although its footer can (bad pages)."""
+        self._seen[key] = reason
 
 
 def _read_schema(path: Path, table: str) -> pa.Schema | str:
@@ -174,6 +183,8 @@ def read_segment(segment: Segment) -> pa.Table:
                for f in schema]
     rows = pa.Table.from_arrays(columns, schema=schema)
     if segment.keep_steps_upto is not None:
+        import pyarrow.compute as pc  # here, not at the top: 25 ms a reader (`slmrec query`) never needs
+
         step = rows["step"]
         keep = pc.or_kleene(pc.is_null(step), pc.less_equal(step, segment.keep_steps_upto))
         rows = rows.filter(keep)

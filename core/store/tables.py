@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 _S, _I64, _I32, _F64 = pa.string(), pa.int64(), pa.int32(), pa.float64()
 SCHEMAS: dict[str, pa.Schema] = {
@@ -71,8 +70,8 @@ def columns_to_table(table: str, columns: Mapping[str, Any], run_id: str | None 
             continue
         array = _to_array(table, field, values)
         if field.name == "run_id" and run_id is not None:
-            array = pc.fill_null(array, run_id)
-            if set(pc.unique(array).to_pylist()) - {run_id}:
+            array = array.fill_null(run_id)
+            if set(array.unique().to_pylist()) - {run_id}:
                 raise ValueError(f"events table {table!r}, column 'run_id': rows name another run than {run_id!r}")
         arrays.append(array)
     return pa.Table.from_arrays(arrays, schema=schema)
