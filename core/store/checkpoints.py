@@ -117,9 +117,13 @@ def open_safetensors(path: Path, device: str = "cpu", advice: str = REWRITE_ADVI
 
     check_safetensors_header(path, advice)
     try:
-        with safe_open(path, framework="pt", device=device) as handle:
-            yield handle
+        handle = safe_open(path, framework="pt", device=device)
     except (SafetensorError, OSError) as err:
+        raise CheckpointError(_unreadable(path, str(err), advice)) from err
+    try:
+        with handle:
+            yield handle
+    except SafetensorError as err:  # only the reads raise it: the caller's own errors pass unchanged
         raise CheckpointError(_unreadable(path, str(err), advice)) from err
 
 
@@ -183,21 +187,21 @@ def read_resume_state(ckpt_dir: Path, device: str = "cpu",
     is none or none is readable (the run starts over). Each skipped state is logged with why."""
     ckpt_dir = Path(ckpt_dir)
     say = log or (lambda _: None)
-    tried: set[str] = set()
+    tokens, skipped = set(), False
     for source in (RESUME_STATE_FILE, PREVIOUS_STATE_FILE):
         path = ckpt_dir / source
         if not path.exists():
             continue  # nothing committed (tensors written before a crash are not a resume state)
         try:
             entry = _read_entry(path, strict=True)
-            if entry["token"] in tried:
+            if entry["token"] in tokens:
                 continue  # a save stopped between its two JSON writes: both name the same state
-            tried.add(entry["token"])
+            tokens.add(entry["token"])
             return ResumeState(_resume_tensors(ckpt_dir, path, entry, device), entry["state"], entry, source)
         except (CheckpointError, CorruptFileError) as err:
-            tried.add(source)
+            skipped = True
             say(f"resume state skipped: {err}")
-    if tried:
+    if skipped:
         say(f"no readable resume state in {ckpt_dir}: starting over from the first step")
     return None
 
