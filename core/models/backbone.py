@@ -11,7 +11,6 @@ recommender reads hidden states. The token embedding table serves to embed promp
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,10 +22,13 @@ from core.config import BackboneConfig
 from core.models.decoder import Decoder, DecoderShape
 from core.models.projection import PROJECTIONS, LoRASettings, Projection
 from core.models.weights import layer_weights
+from core.store.atomic import read_json
+from core.store.checkpoints import open_safetensors
 
 DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written by core.assets
 SUPPORTED = ("llama", "qwen2", "mistral")  # model_type values of the LLaMA family the decoder implements
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rope types whose frequencies do not move at run time
+REFETCH_ADVICE = "copy the model folder again (for the default model: `slmrec fetch`)"
 
 
 class BackboneError(ValueError):
@@ -182,19 +184,18 @@ def _set_training(decoder: Decoder, cfg: BackboneConfig) -> None:
 def _safetensors_reader(folder: Path) -> Iterator[tuple[Callable[[str], torch.Tensor], set[str]]]:
     """(read(name) -> float32 tensor, every tensor name) over a folder's model.safetensors or its
     shards, each file opened once for the whole load."""
-    from safetensors import safe_open  # noqa: PLC0415
-
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        where = {name: folder / shard for name, shard in json.loads(index.read_text())["weight_map"].items()}
+        where = {name: folder / shard for name, shard in read_json(index)["weight_map"].items()}
     elif (folder / "model.safetensors").is_file():
-        with safe_open(folder / "model.safetensors", "pt") as handle:
-            where = {name: folder / "model.safetensors" for name in handle.keys()}
+        with open_safetensors(folder / "model.safetensors", advice=REFETCH_ADVICE) as handle:
+            where = {name: folder / "model.safetensors" for name in handle.keys()}  # noqa: SIM118 (not iterable)
     else:
         raise BackboneError(f"{folder}: no model.safetensors (or model.safetensors.index.json); weights are "
                             "read from safetensors only")
     with contextlib.ExitStack() as stack:
-        handles = {path: stack.enter_context(safe_open(path, "pt")) for path in set(where.values())}
+        handles = {path: stack.enter_context(open_safetensors(path, advice=REFETCH_ADVICE))
+                   for path in set(where.values())}
 
         def read(name: str) -> torch.Tensor:
             if name not in where:

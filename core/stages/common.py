@@ -71,13 +71,19 @@ def manifest(spec: RunSpec, ctx: RunContext, model: torch.nn.Module, **extra) ->
 
 
 def load_resume(ctx: RunContext) -> tuple[dict, dict] | None:
-    """The latest resumable (loop state, weights) of this run, or None on a fresh start."""
-    saved = checkpoints.load_resume_state(ctx.checkpoint_dir)
+    """The latest readable resumable (loop state, weights) of this run, or None on a fresh start.
+
+    Every rank must read the same state. An unreadable newest state is skipped for the previous one
+    (both logged); rank 0 then forgets what was skipped, so no later save keeps it as a fallback.
+    """
+    saved = checkpoints.read_resume_state(ctx.checkpoint_dir, log=ctx.log)
+    check_same_resume(ctx, int(saved.state["step"]) if saved else -1)
+    if ctx.dist.is_main:
+        checkpoints.settle_resume_state(ctx.checkpoint_dir, saved)
     if saved is None:
         return None
-    tensors, meta = saved
-    state, weights = resume.unpack(tensors, meta)
-    state["events_seq"] = meta.get("events_seq")
+    state, weights = resume.unpack(saved.tensors, saved.state)
+    state["events_seq"] = saved.state.get("events_seq")
     return state, weights
 
 
@@ -116,7 +122,6 @@ def fit(ctx: RunContext, spec: RunSpec, model: torch.nn.Module, loss_fn: loop.Lo
 
     hooks = loop.Hooks(evaluate, save_best, save_resume, on_log, on_progress, ctx.cancel_requested)
     resumed = load_resume(ctx)
-    check_same_resume(ctx, resumed[0]["step"] if resumed else -1)
     if resumed is not None:
         state, weights = resumed
         refuse_pre_decoder_resume(ctx, weights)

@@ -47,7 +47,8 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
     folder = ctx.paths.checkpoints / sasrec_run
     if not (folder / "model.safetensors").exists():
         raise StageError(f"sasrec_run: run '{sasrec_run}' has no checkpoint at {folder}; is it finished?")
-    tensors, _ = checkpoints.load_checkpoint(folder)
+    tensors, _ = checkpoints.load_checkpoint(folder, advice=f"run '{sasrec_run}' cannot be used: run that sasrec "
+                                                           "again (or pick another finished one)")
     table = tensors.get("item_table")
     if table is None:
         raise StageError(f"sasrec_run: checkpoint of '{sasrec_run}' holds no item_table; is it a SASRec run?")
@@ -154,7 +155,8 @@ def load_finished_model(ctx: RunContext, run_id: str, using: TrainConfig) -> tup
         raise StageError(f"run '{run_id}': its checkpoint folder {folder} {gone}, so its weights cannot be "
                          f"loaded; run that {spec.kind} again (or pick another finished run)")
     prepared = prepare(spec.data, ctx.paths.data_root)
-    weights, info = checkpoints.load_checkpoint(folder)
+    weights, info = checkpoints.load_checkpoint(folder, advice=f"run '{run_id}' cannot be used: run that "
+                                                              f"{spec.kind} again (or pick another finished run)")
     as_used = replace(spec, train=replace(spec.train, precision=using.precision, compile=using.compile))
     model = build_model(as_used, ctx, load_item_table(ctx, spec.sasrec_run, prepared.n_items),
                         info.get("adapter_layers", ()))
