@@ -16,7 +16,7 @@ from dataclasses import asdict, fields, replace
 import pandas as pd
 
 from app import launch
-from core import pipeline
+from core.jobs import planning
 from core.config import ConfigError, to_dict, valid_blocks
 
 # LaunchSettings field -> where a run's spec keeps it (fields missing from the form are skipped).
@@ -67,7 +67,7 @@ def differences(run_spec: dict, built: dict) -> list[str]:
 
 def _built(settings: launch.LaunchSettings, kind: str) -> dict:
     plan = launch.build_plan(settings)
-    spec = {"teacher": plan.teacher, "student": plan.student, "sasrec": pipeline.sasrec_parent(plan.teacher)}[kind]
+    spec = {"teacher": plan.teacher, "student": plan.student, "sasrec": planning.sasrec_parent(plan.teacher)}[kind]
     return to_dict(spec)
 
 

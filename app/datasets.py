@@ -19,6 +19,7 @@ import pandas as pd
 
 from core.data.errors import DataError
 from core.data.sources import FORMATS, detect_format, resolve_source
+from core.store.atomic import write_bytes_atomic
 from core.store.paths import Paths
 
 MAX_UPLOAD_MB = 200
@@ -85,9 +86,7 @@ def save_upload(paths: Paths, name: str, filename: str, content: bytes) -> Path:
         raise DataError(f"data/raw/{name}/ already exists; choose another name")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / filename
-    temporary = folder / f".{filename}.upload"
-    temporary.write_bytes(content)
-    os.replace(temporary, target)
+    write_bytes_atomic(target, content)
     return target
 
 

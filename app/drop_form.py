@@ -1,5 +1,5 @@
 """The Layers page's "Drop layers" form: its values -> drop run specs (refused with a message naming the field
-before anything is queued), their submission through core.pipeline, and what the banner says.
+before anything is queued), their submission through core.jobs.planning, and what the banner says.
 
 One setting is one drop run (core.config.DropConfig) of a finished teacher or student: a rule and a number
 n of layers to drop, or the layers picked by hand (rule list), healed or not. "every rule" and a range of n
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import pipeline
+from core.jobs import planning
 from core.config import ConfigError, DropConfig, RunSpec, from_dict
-from core.drop_plan import source_spec
+from core.jobs.drop_plan import source_spec
 from core.store.paths import Paths
 
 RULES = {"last": "truncation: drop the last n", "influence": "block influence: drop the n lowest",
@@ -79,7 +79,7 @@ def _layers(layers: tuple[int, ...], depth: int) -> tuple[int, ...]:
 
 def drop_spec(drop: DropConfig) -> RunSpec:
     """The drop run's spec as `slmrec submit drop` builds it (so both find each other's runs): the drop section
-    on core's defaults; planning gives it the source's data and prompt (core/drop_plan.py)."""
+    on core's defaults; planning gives it the source's data and prompt (core/jobs/drop_plan.py)."""
     return from_dict({"kind": "drop", "drop": asdict(drop)})
 
 
@@ -93,9 +93,9 @@ def build_specs(paths: Paths, s: DropSettings, depth: int) -> list[RunSpec]:
 
 
 def submit(paths: Paths, specs: list[RunSpec]) -> list[str]:
-    """Queue each drop run (core.pipeline.plan: an influence or angular rule also plans the analysis it reads);
+    """Queue each drop run (core.planning.plan: an influence or angular rule also plans the analysis it reads);
     the run ids in order, parents first, each once."""
     ids: list[str] = []
     for spec in specs:
-        ids += [r for r in pipeline.plan(paths, spec) if r not in ids]
+        ids += [r for r in planning.plan(paths, spec) if r not in ids]
     return ids

@@ -1,23 +1,25 @@
 """The Launch form's logic: presets, form values -> specs, size and cost estimates, reuse, submit.
 
 A launch is one pipeline: sasrec -> teacher (Lt layers) -> student (Ls layers, distilled in B
-blocks) -> analysis (per-layer similarity and readout of student against teacher). Every spec is
-built with `core.config.apply_preset` (preset first, then the form's values), so validation is
-core's: a bad value raises ConfigError with core's message and nothing is submitted.
-`submit_pipeline` is the one place that writes: through core.pipeline, never by hand.
+blocks) -> analysis (per-layer similarity and readout of student against teacher). The specs come
+from core's one pipeline builder (core.jobs.specs), so validation is core's: a bad value raises
+ConfigError with core's message and nothing is submitted. `submit_pipeline` is the one place that
+writes: through core.jobs.planning, never by hand.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from core import pipeline
-from core.config import ConfigError, RunSpec, apply_preset, check_blocks, settings_hash, valid_blocks
-from core.store.paths import Paths
+from core.config import ConfigError, apply_preset, settings_hash, valid_blocks
+from core.jobs import planning
+from core.jobs.specs import PipelineSpecs, pipeline_specs
+from core.store.paths import DEFAULT_MODEL_DIR, Paths
+from core.store.runs import REUSABLE
 
 # Preset choices of the form: (core preset name, teacher depth, student depth, blocks).
 CHOICES = {
@@ -30,7 +32,6 @@ CHOICES = {
 # The random test LLaMA of core.models.tiny (that module imports torch; a test keeps these equal).
 TINY_CONFIG = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 8, "num_attention_heads": 4,
                "num_key_value_heads": 2, "vocab_size": 512}
-DEFAULT_DIR = "smollm2-135m-instruct"  # core.models.backbone.DEFAULT_MODEL_DIR
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BASE_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "tiny": "tiny random LLaMA (tests, demos)"}
 TARGETS = {"one per user (public code)": "last", "all prefixes (paper)": "prefixes"}
@@ -63,13 +64,6 @@ class LaunchSettings:
     name: str = ""
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
-    teacher: RunSpec
-    student: RunSpec
-    analysis: RunSpec  # analysis.run / against are filled in at submit
-
-
 def defaults(choice: str, dataset: str) -> LaunchSettings:
     """The form's values for a preset choice: core's preset applied to core's defaults."""
     preset, teacher, student, blocks = CHOICES[choice]
@@ -83,80 +77,55 @@ def defaults(choice: str, dataset: str) -> LaunchSettings:
         n_negatives=spec.data.n_negatives, device=spec.train.device, seed=spec.train.seed)
 
 
-def build_plan(s: LaunchSettings, base_layers: int | None = None) -> LaunchPlan:
+def build_plan(s: LaunchSettings, base_layers: int | None = None) -> PipelineSpecs:
     """The three specs of a launch; ConfigError (core's message) for any invalid value."""
     if base_layers is not None:
         for what, depth in (("teacher depth", s.teacher_depth), ("student layers", s.student_depth)):
             if not 1 <= depth <= base_layers:
                 raise ConfigError(f"backbone.depth: {what} {depth} is not possible; {s.base} has {base_layers} "
                                   f"decoder layers")
-    check_blocks(s.teacher_depth, s.student_depth, s.blocks)
-    preset = CHOICES[s.preset][0]
-    common = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets,
+    shared = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets,
                        "n_negatives": s.n_negatives},
               "train": {"lr": s.lr, "batch_size": s.batch_size, "device": s.device, "seed": s.seed},
-              "backbone": {"base": s.base, "training": s.training}}
-
-    def spec(kind: str, train: dict, backbone: dict, extra: dict) -> RunSpec:
-        overrides = {k: dict(v) for k, v in common.items()}
-        overrides["train"].update(train)
-        overrides["backbone"].update(backbone)
-        overrides.update(extra)
-        return apply_preset(preset, overrides, kind)
-
-    teacher = spec("teacher", {"epochs": s.teacher_epochs}, {"depth": s.teacher_depth}, {"name": s.name})
-    student = spec("student", {"epochs": s.student_epochs},
-                   {"depth": s.student_depth, "layer_selection": s.layer_selection},
-                   {"name": s.name, "distill": {"blocks": s.blocks, "lambda_cos": s.lambda_cos,
-                                                "lambda_norm": s.lambda_norm, "lambda_sup": s.lambda_sup}})
-    analysis = spec("analysis", {}, {}, {"name": s.name})
-    return LaunchPlan(teacher, student, analysis)
-
-
-REUSED = ("done", "queued", "running")  # the statuses core.pipeline.submit reuses
+              "backbone": {"base": s.base, "training": s.training}, "name": s.name}
+    student = {"train": {"epochs": s.student_epochs}, "backbone": {"layer_selection": s.layer_selection},
+               "distill": {"blocks": s.blocks, "lambda_cos": s.lambda_cos, "lambda_norm": s.lambda_norm,
+                           "lambda_sup": s.lambda_sup}}
+    return pipeline_specs(CHOICES[s.preset][0], shared, s.teacher_depth, s.student_depth,
+                          teacher={"train": {"epochs": s.teacher_epochs}}, student=student)
 
 
 def finder(runs: pd.DataFrame):
-    """find(spec) -> the newest run id with the spec's kind and settings hash in REUSED, or None.
+    """find(spec) -> the newest run id with the spec's kind and settings hash in REUSABLE, or None.
 
     The same rule as core.store.runs.find_run_by_hash, over an already-read runs table.
     """
-    usable = runs[runs["status"].isin(REUSED)]
+    usable = runs[runs["status"].isin(REUSABLE)]
     newest = usable.groupby(["kind", "settings_hash"])["run_id"].max().to_dict()
     return lambda spec: newest.get((spec.kind, settings_hash(spec)))
 
 
-def chain_specs(plan: LaunchPlan, sasrec_id: str, teacher_id: str, student_id: str) -> tuple[RunSpec, RunSpec]:
-    """The student and analysis specs once their parents' run ids are known."""
-    student = replace(plan.student, sasrec_run=sasrec_id,
-                      distill=replace(plan.student.distill, teacher_run=teacher_id))
-    analysis = replace(plan.analysis, analysis=replace(plan.analysis.analysis, run=student_id, against=teacher_id))
-    return student, analysis
-
-
-def reuse_preview(runs: pd.DataFrame, plan: LaunchPlan) -> list[dict]:
+def reuse_preview(runs: pd.DataFrame, plan: PipelineSpecs) -> list[dict]:
     """For each stage: the finished/queued/running run it would reuse (same settings hash), or ''."""
     find = finder(runs)
-    found = {"sasrec": find(pipeline.sasrec_parent(plan.teacher))}
+    found = {"sasrec": find(planning.sasrec_parent(plan.teacher))}
     found["teacher"] = find(replace(plan.teacher, sasrec_run=found["sasrec"])) if found["sasrec"] else None
     found["student"] = found["analysis"] = None
     if found["teacher"]:
-        student, _ = chain_specs(plan, found["sasrec"], found["teacher"], "")
-        found["student"] = find(student)
+        found["student"] = find(plan.linked(found["sasrec"], found["teacher"], "").student)
     if found["student"]:
-        _, analysis = chain_specs(plan, found["sasrec"], found["teacher"], found["student"])
-        found["analysis"] = find(analysis)
+        found["analysis"] = find(plan.linked(found["sasrec"], found["teacher"], found["student"]).analysis)
     status = dict(zip(runs["run_id"], runs["status"]))
     return [{"stage": stage, "reuses": run_id or "", "status": status.get(run_id, "new run")}
             for stage, run_id in found.items()]
 
 
-def submit_pipeline(paths: Paths, plan: LaunchPlan) -> list[str]:
-    """Queue sasrec -> teacher -> student -> analysis (core.pipeline.plan_pipeline); the four run ids.
+def submit_pipeline(paths: Paths, plan: PipelineSpecs) -> list[str]:
+    """Queue sasrec -> teacher -> student -> analysis (core.planning.plan_pipeline); the four run ids.
 
     Each link reuses a finished, queued or running run with the same settings hash.
     """
-    return pipeline.plan_pipeline(paths, plan.teacher, plan.student, plan.analysis)
+    return planning.plan_pipeline(paths, plan)
 
 
 def existing_runs(paths: Paths) -> set[str]:
@@ -188,11 +157,11 @@ def blocks_note(old: int, new: int, teacher: int, student: int) -> str:
 def base_choices(paths: Paths) -> list[str]:
     """'smollm2' (if fetched), 'tiny', and any other model folder under checkpoints/base/."""
     folder = paths.base_models
-    found = ["smollm2"] if (folder / DEFAULT_DIR / "config.json").is_file() else []
+    found = ["smollm2"] if (folder / DEFAULT_MODEL_DIR / "config.json").is_file() else []
     found.append("tiny")
     if folder.is_dir():
         found += sorted(str(p) for p in folder.iterdir()
-                        if p.is_dir() and p.name != DEFAULT_DIR and (p / "config.json").is_file())
+                        if p.is_dir() and p.name != DEFAULT_MODEL_DIR and (p / "config.json").is_file())
     return found
 
 
@@ -205,7 +174,7 @@ def model_config(paths: Paths, base: str) -> dict | None:
     """The base LLM's config.json as a dict (None when it is not on this machine)."""
     if base == "tiny":
         return dict(TINY_CONFIG)
-    folder = paths.base_models / DEFAULT_DIR if base == "smollm2" else Path(base)
+    folder = paths.base_models / DEFAULT_MODEL_DIR if base == "smollm2" else Path(base)
     try:
         return json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
@@ -257,7 +226,3 @@ def speed(teacher_depth: int, student_depth: int) -> str:
     if student_depth < teacher_depth:
         return f"{teacher_depth / student_depth:.2f}× faster"
     return f"{student_depth / teacher_depth:.2f}× slower (deeper than its teacher)"
-
-
-def settings_dict(s: LaunchSettings) -> dict:
-    return asdict(s)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pandas as pd
 
 from app import labels, results
-from core.config import ConfigError, from_dict, settings_hash
+from core.config import ConfigError, block_pairs, from_dict, settings_hash
 
 # The model names of the analysis stage's rows (core/stages/analysis.py), for the page's words.
 MODEL_NAMES = {
@@ -23,12 +23,6 @@ MODEL_NAMES = {
 STATES = ("A layer's *state* is the hidden vector at the last prompt position after that layer (the residual "
           "stream), one per analysed user (test or validation users: the line above says which); the measures "
           "compare those vectors across users.")
-
-
-def aligned_pairs(teacher_depth: int, student_depth: int, blocks: int) -> list[tuple[int, int]]:
-    """(teacher layer k*m, student layer k*n) for k = 1..B (docs/method.md, section 3)."""
-    m, n = teacher_depth // blocks, student_depth // blocks
-    return [(k * m, k * n) for k in range(1, blocks + 1)]
 
 
 def analysed(runs: pd.DataFrame, run_id: str) -> dict:
@@ -60,7 +54,7 @@ def pairs_for(a_model: str, b_model: str, info: dict) -> list[tuple[int, int]] |
     known = None not in (info["teacher_depth"], info["student_depth"], info["blocks"])
     if {a_model, b_model} != {"teacher", "student"} or not known:
         return None
-    pairs = aligned_pairs(info["teacher_depth"], info["student_depth"], info["blocks"])
+    pairs = block_pairs(info["teacher_depth"], info["student_depth"], info["blocks"])
     return pairs if a_model == "teacher" else [(s, t) for t, s in pairs]
 
 

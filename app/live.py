@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from core.store.paths import Paths
-from core.worker import alive_workers
+from core.jobs.registry import alive_workers
 
 LIVE_S = 2.0
 WATCH_S = 10.0

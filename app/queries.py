@@ -14,8 +14,8 @@ import pandas as pd
 
 from app import labels, stats
 from app.context import Store
+from core.eval.metrics import METRICS
 
-METRIC_ORDER = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 
 # One row per run, with the spec fields the pages filter, label and plot by. A student's teacher
 # depth comes from its teacher run's spec.
@@ -86,7 +86,7 @@ def wide_final(metrics: pd.DataFrame, protocol: str) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=["run_id", "model"])
     wide = rows.pivot_table(index=["run_id", "model"], columns="metric", values="value")
-    order = [m for m in METRIC_ORDER if m in wide.columns] + sorted(set(wide.columns) - set(METRIC_ORDER))
+    order = [m for m in METRICS if m in wide.columns] + sorted(set(wide.columns) - set(METRICS))
     return wide[order].reset_index()
 
 

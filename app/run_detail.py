@@ -2,7 +2,7 @@
 
 Each function renders one part for one row of the runs frame (app/queries.py `runs`, with the
 notes of app/annotations.py). Writes go through core: notes through core.store.notes, cancel
-through core.scheduler; "Clone into Launch" only hands values to the Launch page (app/links.py).
+through core.jobs.scheduler; "Clone into Launch" only hands values to the Launch page (app/links.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import clone, links, reproduce, widgets
 from app.runview import link_targets
-from core import scheduler
+from core.jobs import scheduler
 from core.store import notes as run_notes
 from core.store.paths import Paths
 

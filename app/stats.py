@@ -2,7 +2,7 @@
 
 The statistics are core's, so the app and `slmrec compare` agree: per-user values from
 core/eval/metrics.py, the bootstrap and the sign-flip test from core/eval/stats.py, refusals and
-seed-by-seed pairing from core/compare.py, seedless keys and spread from core/seeds.py. This module
+seed-by-seed pairing from core/results/compare.py, seedless keys and spread from core/results/seeds.py. This module
 only shapes the store's frames for them.
 
 A *unit* is what one row of the page shows: one run, or with seed grouping, every selected group
@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from app import labels
-from core.compare import CompareError, Side, check_same_data, compare_seeds, pair_seeds
+from core.results.compare import CompareError, Side, check_same_data, compare_seeds, pair_seeds
 from core.config import ConfigError
 from core.eval.metrics import METRICS, per_user_metric
 from core.eval.stats import DEFAULT_RESAMPLES, bootstrap_ci
-from core.seeds import seed_of, seedless_key, spread
+from core.results.seeds import seed_of, seedless_key, spread
 
 PROTOCOLS = ("full", "sampled")
 _MEMBER_COLUMNS = ["run_id", "kind", "seed", "unit", "unit_label"]
@@ -170,7 +170,7 @@ def paired_table(ranks: pd.DataFrame, members: pd.DataFrame, done: pd.DataFrame,
                  metric: str, resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
     """A - B of `metric` per protocol: per seed and over all seeds (groups) or once (single runs).
 
-    Raises core.compare.CompareError when the units cannot be compared (different data, different
+    Raises core.results.compare.CompareError when the units cannot be compared (different data, different
     seeds, no stored ranks); its message is for the user.
     """
     runs_a, runs_b = members[members["unit"] == unit_a], members[members["unit"] == unit_b]

@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import context, figures, labels, layers, launch, live, queries, results, stats, tour_text, widgets
-from core import pipeline
+from core.jobs import planning
+from core.jobs.specs import PipelineSpecs
 from core.config import RunSpec, apply_preset, to_dict
 from core.store.paths import Paths
 
@@ -41,7 +42,7 @@ def sweep_depths(t: Tour) -> list[int]:
     return sorted({d for d in (1, 2, 4, 8) if d <= t.layers} | {t.settings.teacher_depth})
 
 
-def teacher_plan(t: Tour, depth: int) -> launch.LaunchPlan:
+def teacher_plan(t: Tour, depth: int) -> PipelineSpecs:
     return launch.build_plan(replace(t.settings, teacher_depth=depth, student_depth=depth, blocks=1))
 
 
@@ -49,7 +50,7 @@ def no_distillation(t: Tour) -> launch.LaunchSettings:
     return replace(t.settings, lambda_cos=0.0, lambda_norm=0.0, lambda_sup=0.0)
 
 
-def _found(runs: pd.DataFrame, plan: launch.LaunchPlan) -> dict[str, str]:
+def _found(runs: pd.DataFrame, plan: PipelineSpecs) -> dict[str, str]:
     return {row["stage"]: row["reuses"] for row in launch.reuse_preview(runs, plan)}
 
 
@@ -93,11 +94,11 @@ def cell_specs(t: Tour, cell: int) -> tuple[dict, list[RunSpec]]:
 def launch_cell(t: Tour, cell: int) -> list[str]:
     """Queue a cell's experiment (reusing runs that already exist); the run ids."""
     if cell == 1:
-        return pipeline.plan(t.paths, pretrained_spec(t))
+        return planning.plan(t.paths, pretrained_spec(t))
     if cell == 2:
-        return pipeline.plan(t.paths, launch.build_plan(t.settings).teacher)
+        return planning.plan(t.paths, launch.build_plan(t.settings).teacher)
     if cell == 3:
-        return [i for d in sweep_depths(t) for i in pipeline.plan(t.paths, teacher_plan(t, d).teacher)]
+        return [i for d in sweep_depths(t) for i in planning.plan(t.paths, teacher_plan(t, d).teacher)]
     ids = launch.submit_pipeline(t.paths, launch.build_plan(t.settings))
     if cell == 5:
         ids += launch.submit_pipeline(t.paths, launch.build_plan(no_distillation(t)))

@@ -58,3 +58,10 @@ def duration(seconds: float | None) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+def unreadable_warning(unreadable: list[dict]) -> None:
+    """Say which result files the store left out because they cannot be read (every other run still shows)."""
+    if unreadable:
+        st.warning(f"{len(unreadable)} result file(s) cannot be read and are left out, e.g. "
+                   f"{unreadable[0]['path']}: {unreadable[0]['error']}", icon=":material/warning:")

@@ -30,24 +30,24 @@ def teacher_spec(device: str):
 
 
 def run(root: Path, device: str, rule: str, n: int) -> dict:
-    from core import pipeline  # noqa: PLC0415
+    from core.jobs import execution, planning  # noqa: PLC0415
     from core.config import apply_preset  # noqa: PLC0415
     from core.store.paths import Paths  # noqa: PLC0415
 
     paths = Paths(root)
     began = time.perf_counter()
-    for run_id in pipeline.plan(paths, teacher_spec(device)):
-        state = pipeline.execute(paths, run_id)
+    for run_id in planning.plan(paths, teacher_spec(device)):
+        state = execution.execute(paths, run_id)
         if state["status"] != "done":
             raise SystemExit(f"the teacher's run {run_id} ended {state['status']}: {state.get('error')}")
     teacher_id, setup_s = run_id, time.perf_counter() - began
     drop = apply_preset("cpu-quick", {"train": {"device": device}, "drop": {"run": teacher_id, "rule": rule, "n": n}},
                         "drop")
-    ids = pipeline.plan(paths, drop)
+    ids = planning.plan(paths, drop)
     for run_id in ids[:-1]:  # an analysis parent (influence, angular rules) is not what is timed
-        pipeline.execute(paths, run_id)
+        execution.execute(paths, run_id)
     began = time.perf_counter()
-    state = pipeline.execute(paths, ids[-1])
+    state = execution.execute(paths, ids[-1])
     seconds = time.perf_counter() - began
     result = state.get("result") or {}
     full = (result.get("metrics") or {}).get("drop", {})

@@ -2,7 +2,7 @@
 
 `build_store(root, pipelines, valid_steps)` writes data/runs/ under `root` with, per pipeline, a
 sasrec, a teacher, a student and an analysis run (specs from core.config presets, linked as
-core.pipeline links them), and their metrics, ranks, losses, similarity and timings rows through
+core.jobs.planning links them), and their metrics, ranks, losses, similarity and timings rows through
 EventWriter.append_columns. Values are random but shaped like real ones (deeper is a bit better).
 Plus one running, one queued, one failed run. Also a toy dataset in data/raw/toy/toy.csv.
 
@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from core.config import apply_preset, settings_hash, to_dict
-from core.eval.metrics import metrics_from_ranks
+from core.eval.metrics import METRICS, metrics_from_ranks
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
 
-METRICS = ("HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 PROTOCOLS = ("full", "sampled")
 LOSSES = ("total", "ce", "cos", "norm", "ms", "lr", "grad_norm")
 
@@ -65,7 +64,7 @@ def _metric_columns(rng, steps: np.ndarray, split: str, model: str, quality: flo
 
 def _write_trained(paths: Paths, run_id: str, model: str, quality: float, rng, valid_steps: int,
                    users: int, tiny: bool) -> None:
-    with EventWriter(paths.runs / run_id) as events:
+    with EventWriter(paths.run_dir(run_id)) as events:
         steps = np.arange(1, valid_steps + 1, dtype=np.int64)
         for split, at in (("valid", steps), ("test", steps[-1:])):
             cols = _metric_columns(rng, at, split, model, quality)
@@ -110,7 +109,7 @@ def _write_analysis(paths: Paths, run_id: str, teacher: int, student: int, rng) 
             add("block_influence", model, i + 1, model, i + 1, float(0.05 + 0.3 * rng.random()))
             for j in range(i + 1, depth + 1):
                 add("angular", model, i, model, j, float(min(1.0, 0.08 * (j - i) + 0.02 * rng.random())))
-    with EventWriter(paths.runs / run_id) as events:
+    with EventWriter(paths.run_dir(run_id)) as events:
         events.append_columns("similarity", {k: v for k, v in rows.items()})
         for model, depth, quality in (("teacher", teacher, 1.0), ("student", student, 0.9)):
             for layer in range(depth + 1):
@@ -168,7 +167,7 @@ def write_planted(paths: Paths, spec, ranks: np.ndarray, step: int = 1) -> str:
     run_id = _create(paths, spec)
     model, users = spec.kind, len(ranks)
     values = metrics_from_ranks(ranks)
-    with EventWriter(paths.runs / run_id) as events:
+    with EventWriter(paths.run_dir(run_id)) as events:
         events.append("metrics", [{"step": step, "split": "test", "protocol": protocol, "model": model, "layer": None,
                                    "metric": metric, "value": value}
                                   for protocol in PROTOCOLS for metric, value in values.items()])

@@ -22,7 +22,7 @@ $py -c "import torch, transformers; print('torch', torch.__version__, 'transform
   | tee -a "$out/gpu.txt"
 
 if has tests; then
-  timeout 120 $py -m pytest -q -p no:cacheprovider tests/core/test_cuda.py tests/core/models \
+  timeout 120 $py -m pytest -q -p no:cacheprovider tests/core/runtime/test_cuda.py tests/core/models \
     tests/core/stages/test_teacher_cache.py >"$out/tests.txt" 2>&1
   echo "tests exit $?"; tail -5 "$out/tests.txt"
 fi

@@ -28,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bench import llm
 from bench.repeat import interleaved, summary
 from core.stages.llm import user_vectors_in
-from core.train.device import autocast
+from core.runtime.device import autocast
 
 DIMS = dict(llm.SMOLLM2_SHAPE, hidden_size=18, intermediate_size=16)
 SHAPE = llm.Shape(batch=2, steps=20)

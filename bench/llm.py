@@ -24,8 +24,8 @@ from core.models.tiny import build_tiny_llama, tiny_tokenizer
 from core.stages.llm import Examples, user_vectors_in
 from core.stages.student import make_loss
 from core.train import loop
-from core.train.device import frozen_weights_dtype, peak_memory_mb
-from core.train.distill import block_pairs
+from core.runtime.device import frozen_weights_dtype, peak_memory_mb
+from core.config import block_pairs
 from core.train.teacher_cache import build_cache
 
 SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,

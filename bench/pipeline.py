@@ -31,11 +31,11 @@ def linked_project(source: Path, target: Path) -> None:
 
 
 def pipeline_specs(root: Path, device: str):
-    """(teacher, student, analysis) specs exactly as the `slmrec submit pipeline` command line builds them."""
-    from core import commands  # noqa: PLC0415
+    """The pipeline's specs exactly as the `slmrec submit pipeline` command line builds them."""
+    from core.cli.parser import build_parser  # noqa: PLC0415
+    from core.cli.run import pipeline_from_args  # noqa: PLC0415
 
-    args = commands.build_parser().parse_args(["--root", str(root), *PIPELINE_ARGS, "--device", device])
-    return commands.pipeline_specs(args)
+    return pipeline_from_args(build_parser().parse_args(["--root", str(root), *PIPELINE_ARGS, "--device", device]))
 
 
 def test_metrics(state: dict) -> dict:
@@ -49,14 +49,14 @@ def test_metrics(state: dict) -> dict:
 
 
 def run_pipeline(root: Path, device: str) -> dict:
-    from core import pipeline  # noqa: PLC0415
+    from core.jobs import execution, planning  # noqa: PLC0415
     from core.store.paths import Paths  # noqa: PLC0415
 
     paths = Paths(root)
     stages, start = [], time.perf_counter()
-    for run_id in pipeline.plan_pipeline(paths, *pipeline_specs(root, device)):
+    for run_id in planning.plan_pipeline(paths, pipeline_specs(root, device)):
         began = time.perf_counter()
-        state = pipeline.execute(paths, run_id)
+        state = execution.execute(paths, run_id)
         stages.append({"run_id": run_id, "status": state["status"], "seconds": round(time.perf_counter() - began, 1),
                        "error": state.get("error"), **test_metrics(state)})
     return {"bench": "pipeline_cpu_quick", "device": device, "stages": stages,

@@ -27,7 +27,7 @@ def reevaluate(paths: Paths, run_id: str, scratch: Path) -> dict:
     ctx = RunContext(run_id=run_id, paths=paths, device=torch.device("cpu"), events=EventWriter(scratch))
     spec, model = load_finished_model(ctx, run_id, TrainConfig(device="cpu", precision="fp32", compile="off"))
     role = spec.kind
-    stored = checkpoints.read_manifest(paths.checkpoints / run_id)["test_metrics"]
+    stored = checkpoints.read_manifest(paths.checkpoint_dir(run_id))["test_metrics"]
     with torch.no_grad():
         result = evaluate(model, spec, prepare(spec.data, paths.data_root), "test")
     now = metric_values(metric_rows(run_id, 0, role, None, result))

@@ -58,7 +58,7 @@ def run_all(args: argparse.Namespace) -> int:
     """Every benchmark `args` asks for, one JSON object per line on stdout."""
     # here, not at the top: building the parser must not import torch
     from bench import host, llm, store  # noqa: PLC0415
-    from core.train.device import resolve_device  # noqa: PLC0415
+    from core.runtime.device import resolve_device  # noqa: PLC0415
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"

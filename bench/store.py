@@ -10,6 +10,7 @@ import numpy as np
 
 from core.config import DataConfig
 from core.data.prepare import prepare
+from core.eval.metrics import METRICS
 from core.store.events import EventWriter
 from core.store.query import ResultsDB
 from core.store.runs import create_run
@@ -21,7 +22,7 @@ def query_latency(rows: int = 1_000_000, runs: int = 200) -> dict:
         root = Path(tmp)
         per_run = rows // runs
         rng = np.random.default_rng(0)
-        metrics = np.array(["HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"])
+        metrics = np.array(METRICS)
         for i in range(runs):
             run_id = create_run(root / "runs", {"kind": "teacher"}, "teacher", status="done")
             with EventWriter(root / "runs" / run_id) as writer:

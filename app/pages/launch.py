@@ -5,7 +5,7 @@ from dataclasses import asdict, fields
 import streamlit as st
 
 from app import context, datasets, labels, launch, links, queries, widgets
-from core.config import ConfigError, apply_preset, depth_warning, valid_blocks
+from core.config import ConfigError, apply_preset, block_pairs, depth_warning, valid_blocks
 from core.data.errors import DataError
 
 st.title("Launch a pipeline")
@@ -77,7 +77,7 @@ right.radio("Student layers taken", ["first", "even"], key=KEYS["layer_selection
             help="first: layers 1..N of the LLM (the paper); even: N evenly spaced layers.")
 blocks = st.session_state[KEYS["blocks"]]
 st.caption("Aligned pairs (teacher layer, student layer): "
-           + ", ".join(f"({k * teacher // blocks}, {k * student // blocks})" for k in range(1, blocks + 1)))
+           + ", ".join(f"({t}, {s})" for t, s in block_pairs(teacher, student, blocks)))
 preview = st.container()
 
 with st.form("launch_form"):

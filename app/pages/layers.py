@@ -8,6 +8,7 @@ from app import context, drop_section, figures, labels, layers, links, queries, 
 st.title("Layers")
 st.caption("Layer l is the residual stream after decoder layer l (0 = the input embeddings).")
 store = context.store()
+widgets.unreadable_warning(store.db.unreadable)
 runs = queries.runs(store)
 found = queries.layer_runs(store).merge(runs[["run_id", "label", "created_at"]], on="run_id")
 run_id, info = None, None  # the analysis picked below, and the runs it looked at

@@ -7,10 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from app import context, figures, links, queries, results, stats, widgets
-from core.compare import CompareError
+from core.results.compare import CompareError
 
 st.title("Results")
 store = context.store()
+widgets.unreadable_warning(store.db.unreadable)
 runs = queries.runs(store)
 done = runs[(runs["status"] == "done") & runs["kind"].isin(["sasrec", "teacher", "student"])]
 if done.empty:

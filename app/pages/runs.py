@@ -5,7 +5,7 @@ import streamlit as st
 from app import annotations, context, figures, links, live, queries, run_detail, widgets
 from app.runview import TABLE_COLUMNS, RunFilter, filter_runs, live_table_frame, log_tail
 from core.store import runs as run_store
-from core.worker import alive_workers
+from core.jobs.registry import alive_workers
 
 st.title("Runs")
 st.caption("Runs are executed by the background worker (`slmrec worker`, started by `slmrec app`); "
@@ -60,10 +60,7 @@ def live_table() -> None:
     elif counts.get("queued", 0):
         st.warning("Runs are queued but no worker is alive: start one with `slmrec worker` (`slmrec app` starts "
                    "one for you).", icon=":material/warning:")
-    unreadable = context.store().db.unreadable
-    if unreadable:
-        st.warning(f"{len(unreadable)} result file(s) cannot be read and are left out, e.g. "
-                   f"{unreadable[0]['path']}: {unreadable[0]['error']}", icon=":material/warning:")
+    widgets.unreadable_warning(context.store().db.unreadable)
     unknown = frame[frame["status"] == "unknown"]
     if not unknown.empty:
         st.warning(f"{len(unknown)} run folder(s) cannot be read and show as unknown, e.g. "

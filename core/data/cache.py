@@ -10,7 +10,7 @@ it is instant on multi-GB Amazon files, and editing, replacing or touching a fil
 same-size edit in the middle of a large file that also keeps the mtime would be missed.
 
 Every file is written to a temporary name in the same folder and moved into place with
-`os.replace`, so a reader never sees half a file; `meta.json` is written last and marks the folder
+`os.replace` after an fsync (core/store/atomic.py), so a reader never sees half a file; `meta.json` is written last and marks the folder
 complete.
 """
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import pyarrow.parquet as pq
 
 from core.config import DataConfig
 from core.data.errors import DataError
+from core.store.atomic import atomic_path, write_bytes_atomic
 
 CACHE_VERSION = 3  # 2: candidates as int32 .npy files (memory-mapped); 3: a short list is padded with 0, not repeats
 EDGE_BYTES = 1 << 20
@@ -69,31 +68,22 @@ def cache_key(source: Path, titles: Path | None, cfg: DataConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def write_parquet(table: pa.Table, path: Path, compress: bool = True) -> None:
     """Write atomically; compress=False for random ids (candidates): they do not compress, and
     dictionary encoding them only costs time."""
-    temporary = _temporary(path)
-    try:
+    with atomic_path(path) as temporary:
         if compress:
             pq.write_table(table, temporary)
         else:
             pq.write_table(table, temporary, use_dictionary=False, compression="none")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_npy(path: Path, shape: tuple[int, int], dtype: np.dtype, rows: Iterable[np.ndarray]) -> None:
     """Write an .npy file atomically from consecutive blocks of rows, never holding the whole array
     (nor mapping it: written pages would count as this process's memory)."""
-    temporary = _temporary(path)
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
     written = 0
-    try:
+    with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.lib.format.write_array_header_2_0(handle, header)
             for block in rows:
@@ -101,18 +91,10 @@ def write_npy(path: Path, shape: tuple[int, int], dtype: np.dtype, rows: Iterabl
                 written += len(block)
         if written != shape[0]:
             raise ValueError(f"{path.name}: {written} rows written, {shape[0]} expected")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
-    temporary = _temporary(path)
-    try:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import torch
 
 from core.data.sequences import Ragged
 from core.eval.ranking import full_ranks_topk
-from core.train.device import host_to_device
+from core.runtime.device import host_to_device
 
 VectorsOf = Callable[[np.ndarray], torch.Tensor]
 

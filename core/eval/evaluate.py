@@ -18,8 +18,8 @@ import torch
 
 from core.data.examples import eval_examples, history
 from core.eval.ranking import check_targets, full_ranks, sampled_ranks
-from core.train.device import host_to_device
-from core.train.distributed import SINGLE, Dist, batches_of_rank, gather_batches
+from core.runtime.device import host_to_device
+from core.runtime.distributed import SINGLE, Dist, batches_of_rank, gather_batches
 
 UserVectors = Callable[[torch.Tensor], torch.Tensor]
 

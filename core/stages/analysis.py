@@ -47,7 +47,7 @@ from core.stages.common import write_evaluation
 from core.stages.context import RunContext
 from core.stages.llm import StageError, load_finished_model
 from core.store import runs as run_store
-from core.train.device import inference_autocast, peak_memory_mb
+from core.runtime.device import inference_autocast
 from core.train.loop import Cancelled
 
 BASE_MODEL = "base"
@@ -283,8 +283,5 @@ def similarity_rows(run_id: str, subjects: list[Subject]) -> list[dict]:
 
 
 def _write_timings(ctx: RunContext, n_users: int, seconds: dict) -> None:
-    ctx.events.append("timings", [
-        {"run_id": ctx.run_id, "phase": f"analysis {phase}", "samples": n_users, "seconds": s,
-         "samples_per_s": n_users / max(s, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device), "device": str(ctx.device)}
-        for phase, s in seconds.items()])
+    ctx.events.append("timings", [ctx.timing_row(f"analysis {phase}", n_users, s) for phase, s in seconds.items()])
     ctx.events.flush()

@@ -18,7 +18,8 @@ import torch
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths
-from core.train.distributed import SINGLE, Dist
+from core.runtime.device import peak_memory_mb
+from core.runtime.distributed import SINGLE, Dist
 
 
 @dataclass
@@ -36,20 +37,20 @@ class RunContext:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.paths.checkpoints / self.run_id
+        return self.paths.checkpoint_dir(self.run_id)
 
     @property
     def device_label(self) -> str:
         """The device as recorded in state and timings: "cuda:0", or "8 x cuda" for 8 processes."""
         return str(self.device) if self.dist.world_size == 1 else f"{self.dist.world_size} x {self.device.type}"
 
-    def log(self, text: str) -> None:
-        """Append a timestamped line to the run's log.txt."""
+    def log(self, text: str, echo: bool = True) -> None:
+        """Append a timestamped line to the run's log.txt (and print it on a foreground run, unless not `echo`)."""
         if not self.dist.is_main:
             return
         line = f"{time.strftime('%H:%M:%S')} {text}"
         run_store.append_log(self.paths.runs, self.run_id, line + "\n")
-        if self.echo:
+        if self.echo and echo:
             print(line, flush=True)
 
     def set_state(self, **fields) -> None:
@@ -64,6 +65,12 @@ class RunContext:
         elapsed = time.monotonic() - self._started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         self.set_state(phase=phase, progress=round(float(fraction), 4), eta_s=eta, samples_per_s=samples_per_s)
+
+    def timing_row(self, phase: str, samples: int, seconds: float) -> dict:
+        """One row of the timings table: `samples` in `seconds` of `phase`, with the device's peak memory."""
+        return {"run_id": self.run_id, "phase": phase, "samples": samples, "seconds": seconds,
+                "samples_per_s": samples / max(seconds, 1e-9), "peak_mem_mb": peak_memory_mb(self.device),
+                "device": self.device_label}
 
     def cancel_requested(self) -> bool:
         return self.dist.is_main and run_store.cancel_requested(self.paths.runs, self.run_id)

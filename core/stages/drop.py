@@ -4,7 +4,7 @@ is and, optionally, after a short LoRA fine-tune ("healing", Gromov et al. 2024)
 The layers come from a rule (core/eval/drop_rules.py): truncation (last n), block influence
 (ShortGPT, Men et al. 2024), angular distance (Gromov et al. 2024), or an explicit list. The
 influence and angular rules read the similarity rows of an analysis run of the same model measured
-on the validation users (core/drop_plan.py plans it), never on the test users scored here.
+on the validation users (core/jobs/drop_plan.py plans it), never on the test users scored here.
 The model is evaluated on the source run's data, prompt and users, both protocols, as model "drop"
 (step 0); with `drop.heal_steps` > 0 the weights the source trained (LoRA and the item maps) train
 for that many steps with plain cross-entropy through the shared loop, the best by validation is
@@ -20,19 +20,18 @@ import torch
 
 from core.config import RunSpec
 from core.data.prepare import prepare
-from core.drop_plan import SOURCE_KINDS, analysis_of, check_healing
+from core.jobs.drop_plan import SOURCE_KINDS, analysis_of, check_healing
 from core.eval.drop_rules import pick
 from core.eval.evaluate import eval_users
 from core.eval.records import metric_rows, metric_values
 from core.models.drop import drop_layers
 from core.stages.common import fit, manifest, write_evaluation
 from core.stages.context import RunContext
-from core.stages.llm import (StageError, evaluate, examples, load_finished_model, parameter_counts,
-                              timing_row)
+from core.stages.llm import StageError, evaluate, examples, load_finished_model, parameter_counts
 from core.store import checkpoints, runs as run_store
 from core.store.atomic import write_json_atomic
 from core.store.segments import read_segment, scan_events
-from core.train.device import seed_everything
+from core.runtime.device import seed_everything
 
 DROPPED, HEALED = "drop", "drop-healed"
 
@@ -49,7 +48,7 @@ def analysis_rows(ctx: RunContext, spec: RunSpec, source: RunSpec) -> tuple[list
     d, name = spec.drop, spec.drop.analysis_run
     if not name:
         raise StageError(f"drop.analysis_run: rule '{d.rule}' reads an analysis of run '{d.run}' and none is named; "
-                         "plan the drop with `slmrec run drop` (or core.pipeline.plan), which adds one")
+                         "plan the drop with `slmrec run drop` (or core.planning.plan), which adds one")
     a = analysis_of(ctx.paths, spec)
     status = run_store.read_state(ctx.paths.runs, name).get("status")
     if status != "done":
@@ -121,13 +120,13 @@ def run_drop(spec: RunSpec, ctx: RunContext) -> dict:
     ctx.set_state(phase="test")
     metrics, seconds = {}, {}
     metrics[DROPPED], seconds[DROPPED] = _test(ctx, scored, model, prepared, 0, DROPPED, write=not resumed)
-    timings = [timing_row(ctx, "inference", n_users, seconds[DROPPED])]
+    timings = [ctx.timing_row("inference", n_users, seconds[DROPPED])]
     healed = None
     if d.heal_steps:
         healed = _heal(ctx, spec, source, model, prepared)
         ctx.set_state(phase="test")
         metrics[HEALED], seconds[HEALED] = _test(ctx, scored, model, prepared, d.heal_steps, HEALED, write=True)
-        timings.append(timing_row(ctx, "train", healed.samples, healed.train_seconds))
+        timings.append(ctx.timing_row("train", healed.samples, healed.train_seconds))
     ctx.events.append("timings", timings)
     ctx.events.flush()
     result = {"dropped": numbers, "dropped_original": original, "kept": model.num_layers, "depth": depth,

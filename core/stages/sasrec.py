@@ -20,7 +20,7 @@ from core.models.sasrec import SASRec
 from core.stages.common import fit, manifest, trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints
-from core.train.device import seed_everything
+from core.runtime.device import seed_everything
 
 
 def sasrec_schedule(spec: RunSpec) -> TrainConfig:
@@ -76,8 +76,5 @@ def run_sasrec(spec: RunSpec, ctx: RunContext) -> dict:
                         item_dim=spec.sasrec.hidden, dataset_key=prepared.key, test_metrics=test,
                         train_seconds=result.train_seconds)
         checkpoints.save_checkpoint(ctx.checkpoint_dir, weights, info)
-    ctx.events.append("timings", [{"run_id": ctx.run_id, "phase": "train", "samples": result.samples,
-                                   "seconds": result.train_seconds,
-                                   "samples_per_s": result.samples / max(result.train_seconds, 1e-9),
-                                   "peak_mem_mb": None, "device": ctx.device_label}])
+    ctx.events.append("timings", [ctx.timing_row("train", result.samples, result.train_seconds)])
     return {"metrics": {"sasrec": test, "popularity": baseline["test"]}, "best_step": result.best_step}

@@ -23,8 +23,9 @@ from core.stages.llm import (StageError, build_model, evaluate, examples, finish
                              load_item_table, parameter_counts)
 from core.stages.common import fit
 from core.store import runs as run_store
-from core.train.device import autocast, seed_everything
-from core.train.distill import block_pairs, slmrec_loss
+from core.runtime.device import autocast, seed_everything
+from core.config import block_pairs
+from core.train.distill import slmrec_loss
 from core.train.teacher_cache import build_cache
 
 

@@ -11,6 +11,7 @@ corrupt state.json is reported, not a bare JSONDecodeError.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -123,3 +124,16 @@ def file_lock(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a full disk: an OSError ENOSPC, or a library's wrapped
+    report of one (safetensors raises its own error with the OS message in its text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # backbone.base "smollm2": checkpoints/base/<this>, by `slmrec fetch`
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -49,6 +50,11 @@ class Paths:
     @property
     def raw(self) -> Path:
         return self.root / "data" / "raw"
+
+    @property
+    def workers(self) -> Path:
+        """Live workers' registrations, their log and locks."""
+        return self.root / "data" / "workers"
 
     @property
     def checkpoints(self) -> Path:

@@ -28,6 +28,7 @@ from core.store.paths import check_run_id
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
+REUSABLE = ("done", "queued", "running")  # a new request with the same settings hash reuses these
 STATE_FIELDS = (
     "status", "phase", "progress", "eta_s", "samples_per_s", "created_at", "started_at",
     "finished_at", "heartbeat_at", "pid", "device", "error",

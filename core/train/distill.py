@@ -23,14 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.config import DistillConfig, check_blocks
-
-
-def block_pairs(teacher_depth: int, student_depth: int, blocks: int) -> list[tuple[int, int]]:
-    """[(teacher layer, student layer)] for k = 1..B; refuses B not dividing both depths."""
-    check_blocks(teacher_depth, student_depth, blocks)
-    m, n = teacher_depth // blocks, student_depth // blocks
-    return [(k * m, k * n) for k in range(1, blocks + 1)]
+from core.config import DistillConfig
 
 
 def cosine_term(teacher: Sequence[Tensor], student: Sequence[Tensor]) -> Tensor:

@@ -7,7 +7,7 @@ resumable state: optimizer, scheduler, RNG and data position (epoch, batch). The
 an epoch comes from a generator seeded by (seed, epoch), so the position alone restores it.
 Loss values are read back from the device only at logging intervals, never every step.
 With several processes (`dist`), batches are global: each rank trains on its slice and the
-gradients are summed over ranks before the step (core/train/distributed.py states the semantics).
+gradients are summed over ranks before the step (core/runtime/distributed.py states the semantics).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from core.config import TrainConfig
-from core.train import distributed
-from core.train.device import autocast
-from core.train.distributed import SINGLE, Dist
+from core.runtime import distributed
+from core.runtime.device import autocast
+from core.runtime.distributed import SINGLE, Dist
 
 # loss_fn(indices of the examples, on the training device) -> (loss, loss terms to log)
 LossFn = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]

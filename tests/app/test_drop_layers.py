@@ -16,7 +16,7 @@ from app import drop_form, figures, roads
 from app.context import Store
 from bench.fixture_store import build_store, write_planted
 from core.config import ConfigError, DropConfig, apply_preset, settings_hash, to_dict
-from core.drop_plan import prepare_drop
+from core.jobs.drop_plan import prepare_drop
 from core.store import runs as run_store
 from core.store.events import EventWriter
 from core.store.paths import Paths

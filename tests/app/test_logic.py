@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from app import datasets, launch, layers, results, stats
-from core.compare import CompareError, pair_seeds
-from core.config import apply_preset, to_dict
+from core.results.compare import CompareError, pair_seeds
+from core.config import apply_preset, block_pairs, to_dict
 from core.data.errors import DataError
 from core.eval.metrics import per_user_metric
 from core.eval.stats import bootstrap_ci
@@ -94,8 +94,8 @@ def test_finder_follows_the_reuse_rule():
 
 
 def test_aligned_pairs():
-    assert layers.aligned_pairs(8, 4, 4) == [(2, 1), (4, 2), (6, 3), (8, 4)]
-    assert layers.aligned_pairs(30, 4, 2) == [(15, 2), (30, 4)]
+    assert block_pairs(8, 4, 4) == [(2, 1), (4, 2), (6, 3), (8, 4)]
+    assert block_pairs(30, 4, 2) == [(15, 2), (30, 4)]
     info = {"teacher_depth": 8, "student_depth": 4, "blocks": 2}
     assert layers.pairs_for("student", "teacher", info) == [(2, 4), (4, 8)]
     assert layers.pairs_for("teacher", "teacher", info) is None

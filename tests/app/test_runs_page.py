@@ -193,8 +193,8 @@ def _shown_command(app) -> str:
 
 def _spec_from_command(command: str, folder: Path):
     """Parse the shown snippet as the shell would: the heredoc file, then the slmrec arguments."""
-    from core.cli import spec_from_args
-    from core.commands import build_parser
+    from core.cli.options import spec_from_args
+    from core.cli.parser import build_parser
 
     match = re.fullmatch(r"cat > (\S+) <<'EOF'\n(.*)\nEOF\nslmrec (.*)", command, re.S)
     (folder / match[1]).write_text(match[2])

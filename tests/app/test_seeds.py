@@ -7,7 +7,7 @@ import base64
 import numpy as np
 import pytest
 
-from core.seeds import seedless_key
+from core.results.seeds import seedless_key
 from core.store import runs as run_store
 from core.store.paths import Paths
 

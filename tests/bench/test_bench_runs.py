@@ -57,7 +57,7 @@ def test_interleaved_warms_up_once_then_alternates_teacher_and_student():
 
 
 def _bench_subparser():
-    from core.commands import build_parser
+    from core.cli.parser import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices["bench"]
@@ -70,7 +70,7 @@ def test_slmrec_bench_accepts_exactly_the_options_of_bench_run():
     options = [a for a in own._actions if a.option_strings and a.dest != "help"]
     assert {"--only", "--compile", "--eval-batch", "--repeats"} <= {a.option_strings[0] for a in options}
     assert set(_bench_subparser()._option_string_actions) == set(own._option_string_actions)
-    from core.commands import build_parser
+    from core.cli.parser import build_parser
 
     for action in options:
         for value in action.choices or ["2"]:
@@ -91,7 +91,7 @@ def test_slmrec_bench_help_lists_every_option_without_importing_torch():
     assert out.returncode == 0, out.stderr
     for option in ("--device", "--only", "--batch", "--eval-batch", "--compile", "--repeats", "median"):
         assert option in out.stdout
-    check = "import sys; from core.commands import build_parser; build_parser(); assert 'torch' not in sys.modules"
+    check = "import sys; from core.cli.parser import build_parser; build_parser(); assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", check], cwd=root).returncode == 0
 
 
@@ -116,7 +116,8 @@ def test_slmrec_bench_runs_what_it_parsed_and_names_the_machine(monkeypatch, cap
 def test_pipeline_benchmark_plans_the_cpu_quick_chain(tmp_path):
     from bench.pipeline import linked_project, pipeline_specs
 
-    teacher, student, analysis = pipeline_specs(tmp_path, "cpu")
+    chain = pipeline_specs(tmp_path, "cpu")
+    teacher, student, analysis = chain.teacher, chain.student, chain.analysis
     assert (teacher.backbone.depth, student.backbone.depth, student.distill.blocks) == (8, 4, 4)
     assert teacher.backbone.base == "smollm2" and teacher.data.dataset == "ml-100k" and analysis.kind == "analysis"
     with pytest.raises(SystemExit, match="run `slmrec fetch`"):

@@ -4,7 +4,7 @@ cancel file appearing at the N-th look, so a run (under torchrun: this rank's pa
 import sys
 
 from core import cli
-from core.launch import exit_process
+from core.jobs.launch import exit_process
 from core.stages import context
 
 

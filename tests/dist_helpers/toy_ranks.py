@@ -15,10 +15,11 @@ from torch import nn
 
 from core.config import DataConfig, TrainConfig
 from core.data.prepare import prepare
-from core.launch import exit_process
+from core.jobs.launch import exit_process
 from core.eval.evaluate import evaluate_split
-from core.train import distributed, loop, resume
-from core.train.distributed import SINGLE
+from core.runtime import distributed
+from core.train import loop, resume
+from core.runtime.distributed import SINGLE
 
 # 41 examples in global batches of 8: the last micro-batch holds 1 example, so rank 1's slice of it
 # is empty; grad_accum 2 makes every step average two micro-batches of different sizes. Weight

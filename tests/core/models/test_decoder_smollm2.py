@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import assets
+from core.data import assets
 from core.config import BackboneConfig
 from core.models.backbone import DEFAULT_MODEL_DIR, load_backbone
 from core.models.decoder import positions_from_mask

@@ -153,7 +153,7 @@ def test_the_kept_prefix_follows_the_autocast_setting():
 def test_the_compiled_stack_traces_the_prefix_and_last_position_paths_as_one_graph_like_eager():
     """What a compiled run's layer stack sees (the prefix's keys and values, the top layer at the last
     position, the kept prefix without gradients), traced by dynamo and AOTAutograd as one graph
-    (fullgraph: a break would raise); the kernels are CUDA's business (tests/core/test_cuda.py)."""
+    (fullgraph: a break would raise); the kernels are CUDA's business (tests/core/runtime/test_cuda.py)."""
     import torch._dynamo
 
     torch._dynamo.reset()

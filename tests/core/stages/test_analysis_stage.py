@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from core import pipeline
+from core.jobs import execution, planning
+from core.store import runs as run_store
 from core.config import BackboneConfig, apply_preset
 from core.models.backbone import load_backbone
 from core.stages.analysis import prompt_texts, sample_users, text_states
@@ -24,10 +25,10 @@ def tiny(kind, **sections):
 
 
 def run_all(paths, spec):
-    ids = pipeline.plan(paths, spec)
+    ids = planning.plan(paths, spec)
     for run_id in ids:
-        if pipeline.run_store.read_state(paths.runs, run_id)["status"] != "done":
-            state = pipeline.execute(paths, run_id)
+        if run_store.read_state(paths.runs, run_id)["status"] != "done":
+            state = execution.execute(paths, run_id)
             assert state["status"] == "done", state.get("error")
     return ids
 
@@ -106,19 +107,19 @@ def test_pretrained_analysis_of_the_base_llm(project):
         "angular": (36, 20, 20), "block_influence": (8, 20, 20), "cka": (81, 20, 20), "cosine": (81, 20, 20)}
     assert rows(paths, "SELECT count(*) c FROM metrics WHERE run_id = ?", analysis_id)[0]["c"] == 0
     # a fixed, seeded sample: the same settings give the same values
-    again = pipeline.submit(paths, spec, reuse=False)[0]
-    assert pipeline.execute(paths, again)["status"] == "done"
+    again = planning.submit(paths, spec, reuse=False)[0]
+    assert execution.execute(paths, again)["status"] == "done"
     sql = "SELECT measure, a_layer, b_layer, value FROM similarity WHERE run_id = ? ORDER BY ALL"
     assert rows(paths, sql, analysis_id) == rows(paths, sql, again)
 
 
 def test_too_few_users_and_bad_runs_are_refused(project):
     paths = Paths(project)
-    (run_id,) = pipeline.plan(paths, tiny("analysis", analysis={"users": 3}))
-    state = pipeline.execute(paths, run_id)
+    (run_id,) = planning.plan(paths, tiny("analysis", analysis={"users": 3}))
+    state = execution.execute(paths, run_id)
     assert state["status"] == "failed" and "at least 4 users" in state["error"] and "got 3" in state["error"]
-    (run_id,) = pipeline.plan(paths, tiny("analysis", analysis={"run": "20260101-000000-000000-teacher-ffffff"}))
-    state = pipeline.execute(paths, run_id)
+    (run_id,) = planning.plan(paths, tiny("analysis", analysis={"run": "20260101-000000-000000-teacher-ffffff"}))
+    state = execution.execute(paths, run_id)
     assert state["status"] == "failed" and "no run '20260101-000000-000000-teacher-ffffff'" in state["error"]
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from core import pipeline, scheduler
+from core.jobs import execution, planning, scheduler
 from core.cli import main
 from core.data.prepare import prepare
 from core.eval.records import metric_rows
@@ -102,7 +102,7 @@ def test_the_rules_read_an_analysis_of_the_valid_users(trained):
     lowest = sorted(sorted(range(1, 5), key=lambda layer: influence[layer - 1])[:2])
     assert run_store.read_state(paths.runs, drop_id)["result"]["dropped"] == lowest
     # the angular rule reuses the same analysis
-    assert pipeline.plan(paths, tiny("drop", drop={"run": teacher_id, "rule": "angular", "n": 1}))[0] == analysis_id
+    assert planning.plan(paths, tiny("drop", drop={"run": teacher_id, "rule": "angular", "n": 1}))[0] == analysis_id
 
 
 def test_an_analysis_of_the_test_users_is_refused(trained):
@@ -112,9 +112,9 @@ def test_an_analysis_of_the_test_users_is_refused(trained):
     spec = tiny("drop", drop={"run": teacher_id, "rule": "angular", "n": 1, "analysis_run": on_test})
     message = f"drop.analysis_run: analysis run '{on_test}' measured the test users"
     with pytest.raises(ConfigError, match=message):
-        pipeline.plan(paths, spec)
-    drop_id, _ = pipeline.submit(paths, spec)  # queued without the plan's check: the stage refuses it too
-    state = pipeline.execute(paths, drop_id)
+        planning.plan(paths, spec)
+    drop_id, _ = planning.submit(paths, spec)  # queued without the plan's check: the stage refuses it too
+    state = execution.execute(paths, drop_id)
     assert state["status"] == "failed" and message in state["error"]
     assert metrics(paths, drop_id, "drop") == {}
 
@@ -212,7 +212,7 @@ def test_an_interrupted_healing_resumes_without_repeating_rows(trained, monkeypa
     paths, teacher_id = trained
     spec = tiny("drop", drop={"run": teacher_id, "rule": "last", "n": 2, "heal_steps": 6},
                 train={"checkpoint_every": 2})
-    drop_id = pipeline.plan(paths, spec)[-1]
+    drop_id = planning.plan(paths, spec)[-1]
     calls = {"n": 0}
     from core.stages import context
 
@@ -220,9 +220,9 @@ def test_an_interrupted_healing_resumes_without_repeating_rows(trained, monkeypa
         calls["n"] += 1
         return calls["n"] == 3
     monkeypatch.setattr(context.RunContext, "cancel_requested", cancel_at_step_3)
-    assert pipeline.execute(paths, drop_id)["status"] == "cancelled"
+    assert execution.execute(paths, drop_id)["status"] == "cancelled"
     monkeypatch.undo()
-    assert pipeline.execute(paths, drop_id)["status"] == "done"
+    assert execution.execute(paths, drop_id)["status"] == "done"
     dupes = query(paths.data_root, "SELECT step, split, protocol, model, metric, count(*) n FROM metrics "
                                    "WHERE run_id = ? GROUP BY ALL HAVING n > 1", [drop_id])
     assert dupes == [] and len(metrics(paths, drop_id, "drop")) == len(metrics(paths, drop_id, "drop-healed")) == 16
@@ -231,10 +231,10 @@ def test_an_interrupted_healing_resumes_without_repeating_rows(trained, monkeypa
 def test_healing_a_run_trained_without_lora_is_refused_before_queueing(trained):
     from core.config import ConfigError
     paths, _ = trained
-    full_id, _ = pipeline.submit(paths, tiny("teacher", backbone={"training": "full"}))  # queued, never run
+    full_id, _ = planning.submit(paths, tiny("teacher", backbone={"training": "full"}))  # queued, never run
     with pytest.raises(ConfigError, match=f"drop.heal_steps: healing fine-tunes LoRA adapters, but run '{full_id}'"):
-        pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1, "heal_steps": 5}))
-    assert pipeline.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1}))  # unhealed is fine
+        planning.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1, "heal_steps": 5}))
+    assert planning.plan(paths, tiny("drop", drop={"run": full_id, "rule": "last", "n": 1}))  # unhealed is fine
 
 
 @pytest.mark.parametrize("drop, message", [

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from core import assets, pipeline
+from core.jobs import execution, planning
+from core.data import assets
 from core.config import apply_preset
 from core.store.paths import Paths
 from core.store.query import query
@@ -22,14 +23,14 @@ def test_teacher_and_student_on_smollm2_and_movielens(tmp_path):
     small = {"data": {"dataset": "ml-100k", "max_users": 24, "max_len": 5, "n_negatives": 50},
              "train": {"epochs": 1, "max_steps": 1, "batch_size": 4}, "sasrec": {"epochs": 1, "hidden": 32}}
     teacher = apply_preset("cpu-quick", {**small, "backbone": {"depth": 2}}, "teacher")
-    ids = pipeline.plan(paths, teacher)
+    ids = planning.plan(paths, teacher)
     for run_id in ids:
-        state = pipeline.execute(paths, run_id)
+        state = execution.execute(paths, run_id)
         assert state["status"] == "done", state.get("error")
     student = apply_preset("cpu-quick", {**small, "backbone": {"depth": 1},
                                          "distill": {"teacher_run": ids[-1], "blocks": 1}}, "student")
-    (student_id,) = pipeline.plan(paths, student)
-    state = pipeline.execute(paths, student_id)
+    (student_id,) = planning.plan(paths, student)
+    state = execution.execute(paths, student_id)
     assert state["status"] == "done", state.get("error")
     rows = query(paths.data_root, "SELECT model, count(DISTINCT protocol) p FROM metrics WHERE split = 'test' "
                                   "GROUP BY model ORDER BY model")

@@ -2,7 +2,7 @@
 
 import json
 
-from core import pipeline
+from core.jobs import execution, planning
 from core.cli import main
 from core.config import apply_preset
 from core.store.paths import Paths
@@ -16,8 +16,8 @@ def tiny_sasrec(**train):
 
 def test_sasrec_run_writes_metrics_equal_to_rank_aggregates(project):
     paths = Paths(project)
-    (run_id,) = pipeline.plan(paths, tiny_sasrec())
-    state = pipeline.execute(paths, run_id)
+    (run_id,) = planning.plan(paths, tiny_sasrec())
+    state = execution.execute(paths, run_id)
     assert state["status"] == "done", state.get("error")
     rows = query(paths.data_root, """
         WITH agg AS (SELECT split, protocol, model, avg(CASE WHEN rank < 10 THEN 1.0 ELSE 0 END) hr10,
@@ -40,8 +40,8 @@ def test_sasrec_learns_the_sequential_rule(project):
     spec = apply_preset("tiny", {"data": {"dataset": "toy", "kcore": 0, "max_len": 8},
                                  "sasrec": {"epochs": 40, "lr": 5e-3, "batch_size": 32, "dropout": 0.1},
                                  "train": {"max_steps": 0, "log_every": 5}}, "sasrec")
-    (run_id,) = pipeline.plan(paths, spec)
-    assert pipeline.execute(paths, run_id)["status"] == "done"
+    (run_id,) = planning.plan(paths, spec)
+    assert execution.execute(paths, run_id)["status"] == "done"
     value = {r["model"]: r["value"] for r in query(paths.data_root, "SELECT model, value FROM metrics WHERE "
                                                    "split='test' AND protocol='full' AND metric='HR@5'")}
     assert value["sasrec"] > value["popularity"] + 0.2

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core import pipeline
+from core.jobs import execution, planning
 from core.stages.context import RunContext
 from core.stages.llm import load_finished_model
 from core.stages.student import teacher_mismatch
@@ -24,17 +24,17 @@ def teacher_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("student")
     write_toy_dataset(root)
     paths = Paths(root)
-    ids = pipeline.plan(paths, spec("teacher", backbone={"depth": 4}))
+    ids = planning.plan(paths, spec("teacher", backbone={"depth": 4}))
     for run_id in ids:
-        assert pipeline.execute(paths, run_id)["status"] == "done"
+        assert execution.execute(paths, run_id)["status"] == "done"
     return paths, ids[-1]
 
 
 def run_student(paths, teacher_id, sasrec_run="", **distill):
     s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2, **distill},
              train={"epochs": 3, "lr": 3e-3}, name=str(distill), sasrec_run=sasrec_run)
-    run_id = pipeline.plan(paths, s, reuse=False)[-1]
-    state = pipeline.execute(paths, run_id)
+    run_id = planning.plan(paths, s, reuse=False)[-1]
+    state = execution.execute(paths, run_id)
     assert state["status"] == "done", state.get("error")
     return run_id
 
@@ -72,8 +72,8 @@ def _sasrec_of(paths, run_id):
 def test_blocks_not_dividing_both_depths_fail_with_the_valid_values(teacher_run):
     paths, teacher_id = teacher_run
     s = spec("student", backbone={"depth": 3}, distill={"teacher_run": teacher_id, "blocks": 2})
-    run_id = pipeline.plan(paths, s)[-1]
-    state = pipeline.execute(paths, run_id)
+    run_id = planning.plan(paths, s)[-1]
+    state = execution.execute(paths, run_id)
     assert state["status"] == "failed"
     assert "B=2 must divide both the teacher depth 4 and the student depth 3; valid B: 1" in state["error"]
 
@@ -81,9 +81,9 @@ def test_blocks_not_dividing_both_depths_fail_with_the_valid_values(teacher_run)
 def test_alignment_without_teacher_is_refused(project):
     paths = Paths(project)
     s = spec("student", backbone={"depth": 2}, distill={"teacher_run": "", "blocks": 2, "lambda_cos": 1.0})
-    ids = pipeline.plan(paths, s)
-    pipeline.execute(paths, ids[0])
-    state = pipeline.execute(paths, ids[-1])
+    ids = planning.plan(paths, s)
+    execution.execute(paths, ids[0])
+    state = execution.execute(paths, ids[-1])
     assert state["status"] == "failed" and "need a finished teacher run" in state["error"]
 
 
@@ -114,8 +114,8 @@ def test_a_teacher_with_another_prompt_is_refused_before_training(teacher_run):
     paths, teacher_id = teacher_run
     s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2},
              rec={"prompt": "Items: {items}. Next?"}, name="other prompt")
-    run_id = pipeline.plan(paths, s, reuse=False)[-1]
-    state = pipeline.execute(paths, run_id)
+    run_id = planning.plan(paths, s, reuse=False)[-1]
+    state = execution.execute(paths, run_id)
     assert state["status"] == "failed"
     assert f"teacher '{teacher_id}' differs from this student in rec.prompt" in state["error"]
     assert "the student's 'Items: {items}. Next?'" in state["error"]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core import pipeline
+from core.jobs import execution, planning
 from core.config import ConfigError, from_dict, settings_hash, to_dict
 from core.data.prepare import prepare
 from core.stages import student as student_stage
@@ -15,7 +15,7 @@ from core.stages.llm import build_model, examples, load_finished_model, load_ite
 from core.store import checkpoints
 from core.store.runs import read_log, read_spec
 from core.train import teacher_cache
-from core.train.distill import block_pairs
+from core.config import block_pairs
 from tests.conftest import toy_spec
 from tests.core.stages.test_student_stage import teacher_run  # noqa: F401  (the finished tiny teacher, per module)
 
@@ -106,8 +106,8 @@ def test_host_indices_come_from_one_copy_of_the_epoch_order(setup, monkeypatch):
 def run_student(paths, teacher_id, budget):
     s = toy_spec("student", backbone={"depth": 2}, name=f"budget {budget}",
                  distill={"teacher_run": teacher_id, "blocks": 2, "cache_budget_gb": budget})
-    run_id = pipeline.plan(paths, s, reuse=False)[-1]
-    state = pipeline.execute(paths, run_id)
+    run_id = planning.plan(paths, s, reuse=False)[-1]
+    state = execution.execute(paths, run_id)
     assert state["status"] == "done", state.get("error")
     return run_id
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from core import pipeline
+from core.jobs import execution, planning
 from core.stages.llm import StageError
 from core.store import checkpoints
 from core.store.paths import Paths
@@ -17,9 +17,9 @@ def tiny(kind="teacher", **sections):
 
 
 def run_all(paths, spec):
-    ids = pipeline.plan(paths, spec)
+    ids = planning.plan(paths, spec)
     for run_id in ids:
-        state = pipeline.execute(paths, run_id)
+        state = execution.execute(paths, run_id)
         assert state["status"] == "done", state.get("error")
     return ids
 
@@ -47,8 +47,8 @@ def test_teacher_resume_after_interruption_matches(project, monkeypatch):
                                       "ORDER BY ALL", [reference])
     # the same settings with another name: interrupt it after its first checkpoint, then resume
     spec = tiny(name="interrupted")
-    ids = pipeline.plan(paths, spec, reuse=False)
-    assert pipeline.execute(paths, ids[0])["status"] == "done"  # its own SASRec parent, same seed
+    ids = planning.plan(paths, spec, reuse=False)
+    assert execution.execute(paths, ids[0])["status"] == "done"  # its own SASRec parent, same seed
     calls = {"n": 0}
     from core.stages import context
 
@@ -56,9 +56,9 @@ def test_teacher_resume_after_interruption_matches(project, monkeypatch):
         calls["n"] += 1
         return calls["n"] == 3
     monkeypatch.setattr(context.RunContext, "cancel_requested", cancel_once)
-    assert pipeline.execute(paths, ids[-1])["status"] == "cancelled"
+    assert execution.execute(paths, ids[-1])["status"] == "cancelled"
     monkeypatch.undo()
-    assert pipeline.execute(paths, ids[-1])["status"] == "done"
+    assert execution.execute(paths, ids[-1])["status"] == "done"
     got = query(paths.data_root, "SELECT split, protocol, metric, value FROM metrics WHERE run_id = ? ORDER BY ALL",
                 [ids[-1]])
     assert [(r["split"], r["metric"]) for r in got] == [(r["split"], r["metric"]) for r in expected]
@@ -72,16 +72,16 @@ def test_teacher_resume_after_interruption_matches(project, monkeypatch):
 def test_teacher_refuses_bad_parents_and_depths(project):
     paths = Paths(project)
     spec = tiny(backbone={"depth": 9})
-    ids = pipeline.plan(paths, spec)
-    assert pipeline.execute(paths, ids[0])["status"] == "done"
-    state = pipeline.execute(paths, ids[1])
+    ids = planning.plan(paths, spec)
+    assert execution.execute(paths, ids[0])["status"] == "done"
+    state = execution.execute(paths, ids[1])
     assert state["status"] == "failed" and "depth" in state["error"] and "8" in state["error"]
-    missing = pipeline.submit(paths, tiny(name="x"), reuse=False)[0]
+    missing = planning.submit(paths, tiny(name="x"), reuse=False)[0]
     spec_file = paths.runs / missing / "spec.json"
     data = json.loads(spec_file.read_text())
     data["spec"]["sasrec_run"] = "20260101-000000-000000-sasrec-ffffff"
     spec_file.write_text(json.dumps(data))
-    state = pipeline.execute(paths, missing)
+    state = execution.execute(paths, missing)
     assert state["status"] == "failed" and "has no checkpoint" in state["error"]
 
 
@@ -98,12 +98,12 @@ def test_item_table_size_mismatch_is_refused(project):
 def test_a_restart_without_checkpoint_does_not_duplicate_rows(project):
     paths = Paths(project)
     spec = tiny(train={"checkpoint_every": 0})
-    ids = pipeline.plan(paths, spec)
-    assert pipeline.execute(paths, ids[0])["status"] == "done"
+    ids = planning.plan(paths, spec)
+    assert execution.execute(paths, ids[0])["status"] == "done"
     from core.store.events import EventWriter
     with EventWriter(paths.runs / ids[1]) as writer:  # what a killed first attempt left behind
         writer.append("losses", [{"step": 1, "epoch": 0.1, "name": "ce", "value": 9.0}])
-    assert pipeline.execute(paths, ids[1])["status"] == "done"
+    assert execution.execute(paths, ids[1])["status"] == "done"
     dupes = query(paths.data_root, "SELECT step, name, count(*) n FROM losses WHERE run_id = ? GROUP BY ALL "
                                    "HAVING n > 1", [ids[1]])
     assert dupes == [] and not query(paths.data_root, "SELECT * FROM losses WHERE value = 9.0")
@@ -148,10 +148,10 @@ def test_a_resume_state_saved_with_the_old_layer_names_is_refused_by_name(projec
     from core.stages import context
 
     paths = Paths(project)
-    ids = pipeline.plan(paths, tiny(name="old resume"), reuse=False)
-    assert pipeline.execute(paths, ids[0])["status"] == "done"
+    ids = planning.plan(paths, tiny(name="old resume"), reuse=False)
+    assert execution.execute(paths, ids[0])["status"] == "done"
     monkeypatch.setattr(context.RunContext, "cancel_requested", lambda self: True)
-    assert pipeline.execute(paths, ids[-1])["status"] == "cancelled"
+    assert execution.execute(paths, ids[-1])["status"] == "cancelled"
     monkeypatch.undo()
     folder = paths.checkpoints / ids[-1]
     tensors, meta = checkpoints.load_resume_state(folder)
@@ -160,6 +160,6 @@ def test_a_resume_state_saved_with_the_old_layer_names_is_refused_by_name(projec
                for k, v in tensors.items()}
     assert renamed.keys() != tensors.keys()  # the LoRA weights now carry peft's names
     checkpoints.save_resume_state(folder, renamed, meta)
-    state = pipeline.execute(paths, ids[-1])
+    state = execution.execute(paths, ids[-1])
     assert state["status"] == "failed"
     assert "saved before the decoder" in state["error"] and "cannot resume" in state["error"]

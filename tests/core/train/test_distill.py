@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from core.config import ConfigError, DistillConfig
-from core.train.distill import block_pairs, cosine_term, norm_term, slmrec_loss, supervision_term
+from core.config import block_pairs
+from core.train.distill import cosine_term, norm_term, slmrec_loss, supervision_term
 
 
 @pytest.mark.parametrize("m,n,b,pairs", [

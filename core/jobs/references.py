@@ -1,0 +1,40 @@
+"""The runs a spec names (its SASRec run, its teacher, the runs it analyses), checked before it is
+queued: each must exist and be of the kind the field expects, and a student's blocks must divide
+its teacher's depth. A mistake is a ConfigError naming the field, never a failure inside the run.
+"""
+
+from __future__ import annotations
+
+from core.config import ConfigError, RunSpec, check_blocks
+from core.store import runs as run_store
+from core.store.paths import Paths
+
+LISTED = "`slmrec runs` lists them"
+
+
+def referenced_spec(paths: Paths, field: str, run_id: str, hint: str = LISTED) -> dict:
+    """The spec.json of run `run_id`, or a ConfigError naming `field` (a bad id or no such run) and `hint`."""
+    try:
+        return run_store.read_spec(paths.runs, run_id)  # checks the id before it becomes a path
+    except (ValueError, run_store.RunNotFoundError) as exc:
+        raise ConfigError(f"{field}: {exc}; {hint}") from exc
+
+
+def check_references(paths: Paths, spec: RunSpec) -> None:
+    """Refuse a spec whose named runs do not exist or are of the wrong kind (drop.run: core/jobs/drop_plan.py)."""
+    named = [("sasrec_run", spec.sasrec_run, ("sasrec",))]
+    if spec.kind == "student":
+        named.append(("distill.teacher_run", spec.distill.teacher_run, ("teacher",)))
+    if spec.kind == "analysis":
+        named += [("analysis.run", spec.analysis.run, ("teacher", "student")),
+                  ("analysis.against", spec.analysis.against, ("teacher", "student"))]
+    for field, run_id, kinds in named:
+        if not run_id:
+            continue
+        header = referenced_spec(paths, field, run_id)
+        if header.get("kind") not in kinds:
+            raise ConfigError(f"{field}: run '{run_id}' is a {header.get('kind')} run; expected a "
+                              f"{' or '.join(kinds)} run ({LISTED})")
+        if field == "distill.teacher_run":
+            teacher_depth = (header["spec"].get("backbone") or {}).get("depth")
+            check_blocks(teacher_depth, spec.backbone.depth, spec.distill.blocks)
