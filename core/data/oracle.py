@@ -1,11 +1,12 @@
 """The planted rule's best possible ranking, scored exactly like a model (docs/method.md section 4).
 
-An oracle that knows the rule of synthetic.py gives item i, at a position whose context has the
-candidate list C, its true probability of coming next:
+An oracle that knows the rule (rules.py) gives item i, at a position where the rule names the
+list C of m items (m = candidates for markov, 1 for induction), its true probability of coming next:
 
-    P(i) = strength * (number of times i is in C) / candidates + (1 - strength) * pi(i)
+    P(i) = strength * (number of times i is in C) / m + (1 - strength) * pi(i)
 
-and P(i) = pi(i) at positions before `order`. Ranking by P maximises every hit-rate metric in
+and P(i) = pi(i) where the rule does not apply (markov: t < order; induction: a hop finds no
+previous occurrence). Ranking by P maximises every hit-rate metric in
 expectation, so its scores on the generated targets are the ceiling for any model. It is scored
 like a model under full ranking: the target's 0-based rank counts the items with P >= P(target)
 (pessimistic ties), leaving out the user's history items other than the target.
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.data.rules import Rule
 from core.data.sequences import Ragged, unique_sorted
-from core.data.synthetic import Rule
 from core.eval.metrics import metrics_from_ranks
 
 SPLIT_OFFSETS = {"valid": 2, "test": 1}  # target = s[L - offset], as in examples.py
@@ -47,16 +48,6 @@ def _at_least(values: np.ndarray, weight: np.ndarray, threshold: np.ndarray) -> 
         count = count + up - down
 
 
-def _context_candidates(rule: Rule, sequences: Ragged, target_position: np.ndarray) -> np.ndarray:
-    """(U, candidates) candidate ranks of each target's context, -1 where there is no context."""
-    order = rule.cfg.order
-    out = np.full((len(sequences), rule.cfg.candidates), -1, dtype=np.int64)
-    rows = np.flatnonzero(target_position >= order)
-    positions = sequences.starts[rows, None] + target_position[rows, None] + np.arange(-order, 0)[None, :]
-    out[rows] = rule.candidates(rule.group[sequences.flat[positions]])
-    return out
-
-
 def _distinct(candidates: np.ndarray) -> np.ndarray:
     """(U, m) candidates with repeats and -1 replaced by -1, so each real one appears once."""
     ordered = np.sort(candidates, axis=1)
@@ -74,9 +65,9 @@ def oracle_ranks(rule: Rule, sequences: Ragged, split: str, mask_history: bool =
     cfg, pi = rule.cfg, rule.popularity
     target_position = sequences.lengths - SPLIT_OFFSETS[split]
     target = sequences.flat[sequences.starts + target_position]
-    candidates = _context_candidates(rule, sequences, target_position)
+    candidates = rule.next_candidates(sequences, target_position)  # (U, m), -1 where the rule does not apply
     has_context = (candidates[:, 0] >= 0) & (not popularity_only)
-    slot = np.where(has_context, cfg.strength / cfg.candidates, 0.0)  # weight of one candidate slot
+    slot = np.where(has_context, cfg.strength / candidates.shape[1], 0.0)  # weight of one candidate slot
     noise = np.where(has_context, 1.0 - cfg.strength, 1.0)  # weight of popularity
 
     def score(items: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -106,11 +97,20 @@ def oracle_ranks(rule: Rule, sequences: Ragged, split: str, mask_history: bool =
 
 
 def oracle_metrics(rule: Rule, sequences: Ragged) -> dict:
-    """The oracle's and the popularity ranker's metrics on the validation and test targets."""
+    """The oracle's and the popularity ranker's metrics on the validation and test targets, plus the
+    oracle's without history masking ("unmasked": every item ranked, the history included)."""
     result = {"protocol": PROTOCOL, "computed_on": "the generated sequences, before any filtering",
               "users": len(sequences)}
-    for split in ("valid", "test"):
+    for split in SPLIT_OFFSETS:
         result[split] = metrics_from_ranks(oracle_ranks(rule, sequences, split))
     result["popularity"] = {split: metrics_from_ranks(oracle_ranks(rule, sequences, split, popularity_only=True))
-                            for split in ("valid", "test")}
+                            for split in SPLIT_OFFSETS}
+    result["unmasked"] = {split: metrics_from_ranks(oracle_ranks(rule, sequences, split, mask_history=False))
+                          for split in SPLIT_OFFSETS}
     return result
+
+
+def applies(rule: Rule, sequences: Ragged) -> dict[str, float]:
+    """Per split, the share of targets at which the rule applies (names an item)."""
+    return {split: float((rule.next_candidates(sequences, sequences.lengths - offset)[:, 0] >= 0).mean())
+            for split, offset in SPLIT_OFFSETS.items()}

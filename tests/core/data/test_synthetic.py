@@ -1,5 +1,5 @@
-"""The synthetic generator: deterministic, shaped as asked, its rule recoverable, its oracle exact,
-and its files prepared exactly like the same interactions written as CSV."""
+"""The synthetic generator: deterministic, shaped as asked, its rule recoverable, and its files prepared
+exactly like the same interactions written as CSV (each rule's oracle: test_synthetic_rules.py)."""
 
 from __future__ import annotations
 
@@ -56,32 +56,6 @@ def test_bad_settings_are_refused_by_name():
         sy.validate(sy.SynthConfig(users=100, interactions=100))
     with pytest.raises(ConfigError, match="strength"):
         sy.validate(sy.SynthConfig(strength=1.5))
-
-
-def _dense_oracle_ranks(rule: sy.Rule, seqs: Ragged, offset: int, mask: bool) -> np.ndarray:
-    """Score every item of every user and count: the reference for oracle_ranks."""
-    cfg, out = rule.cfg, []
-    for s in seqs:
-        t = len(s) - offset
-        p = rule.popularity.copy()
-        if t >= cfg.order:
-            count = np.bincount(rule.candidates(rule.group[s[t - cfg.order:t]][None, :])[0], minlength=cfg.items)
-            p = cfg.strength / cfg.candidates * count + (1 - cfg.strength) * rule.popularity
-        excluded = np.zeros(cfg.items, dtype=bool)
-        if mask:
-            excluded[s[:t]] = True
-        excluded[s[t]] = True
-        out.append(int(((p >= p[s[t]]) & ~excluded).sum()))
-    return np.array(out)
-
-
-@pytest.mark.parametrize("split,offset", [("test", 1), ("valid", 2)])
-@pytest.mark.parametrize("mask", [True, False])
-def test_oracle_ranks_equal_scoring_every_item(split, offset, mask):
-    rule, seqs = _simulated(sy.SynthConfig(users=400, items=40, mean_len=8, order=2, candidates=2, strength=0.7,
-                                           zipf=0.9, seed=2))
-    expected = _dense_oracle_ranks(rule, seqs, offset, mask)
-    assert np.array_equal(oracle_ranks(rule, seqs, split, mask_history=mask), expected)
 
 
 def _counting_ranks(seqs: Ragged, n_items: int, order: int) -> np.ndarray:
