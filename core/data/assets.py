@@ -187,7 +187,7 @@ def _load_gguf(gguf_path: Path):
 def convert_gguf(gguf_path: Path, out_dir: Path, log: Log = print) -> None:
     """Dequantise the GGUF and save safetensors + config + tokenizer in out_dir (created)."""
     import torch
-    from safetensors.torch import load_file
+    from core.store.checkpoints import load_safetensors  # noqa: PLC0415 - imports torch
 
     start = time.perf_counter()
     model, tokenizer = _load_gguf(gguf_path)
@@ -201,7 +201,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log: Log = print) -> None:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     _portable_tokenizer_config(out_dir / "tokenizer_config.json")
-    saved = load_file(out_dir / "model.safetensors")
+    saved = load_safetensors(out_dir / "model.safetensors", advice="run `slmrec fetch` again")
     expected = {name: tensor for name, tensor in model.state_dict().items() if name in saved}
     if set(expected) != set(saved) or not all(torch.equal(expected[n], saved[n]) for n in saved):
         raise AssetError(f"the safetensors written to {out_dir} do not equal the dequantised GGUF weights")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.store import runs as run_store
 from core.store.atomic import CorruptFileError, file_lock, pid_alive, read_json
-from core.store.paths import Paths
+from core.store.paths import PREVIOUS_STATE_FILE, RESUME_STATE_FILE, Paths
 
 STALE_S = 15.0  # a heartbeat older than this, with its process gone, marks a dead run
 MAX_ATTEMPTS = 3  # re-queues after a dead process; one more death marks the run failed
@@ -136,12 +136,14 @@ def cancel(paths: Paths, run_id: str) -> str:
 
 
 def resume_step(paths: Paths, run_id: str) -> int | None:
-    """The step of the run's latest resumable checkpoint (read from its JSON half), or None."""
-    path = paths.checkpoint_dir(run_id) / "resume.json"
-    try:
-        return int(read_json(path)["state"]["step"])
-    except (FileNotFoundError, CorruptFileError, KeyError, TypeError, ValueError):
-        return None
+    """The step of the run's latest resumable checkpoint (read from its JSON half; the previous state
+    when the newest is unreadable, as the resume itself falls back), or None."""
+    for name in (RESUME_STATE_FILE, PREVIOUS_STATE_FILE):
+        try:
+            return int(read_json(paths.checkpoint_dir(run_id) / name)["state"]["step"])
+        except (FileNotFoundError, CorruptFileError, KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 exclusive = file_lock  # kept as the scheduler's name for it

@@ -30,6 +30,7 @@ from core.store.atomic import (
     read_json,
     write_json_atomic,
 )
+from core.store.paths import PREVIOUS_STATE_FILE, RESUME_STATE_FILE
 from core.store.tensorstate import (  # noqa: F401  (re-exported: resume state is built from these)
     capture_rng_state,
     flatten_state_dict,
@@ -38,8 +39,7 @@ from core.store.tensorstate import (  # noqa: F401  (re-exported: resume state i
 )
 
 MODEL_FILE, MANIFEST_FILE = "model.safetensors", "manifest.json"
-RESUME_FILE, RESUME_STATE_FILE = "resume.safetensors", "resume.json"
-PREVIOUS_STATE_FILE = "resume.previous.json"  # the state the newest one replaced: the fallback
+RESUME_FILE = "resume.safetensors"
 REWRITE_ADVICE = "restore it from a copy or run again the run that wrote it"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 _TOKEN_KEY = "slmrec_token"

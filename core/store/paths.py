@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # backbone.base "smollm2": checkpoints/base/<this>, by `slmrec fetch`
+# A run's resumable training state in checkpoints/<run_id>/ (core/store/checkpoints.py): the newest,
+# then the one it replaced, which a resume falls back to when the newest cannot be read.
+RESUME_STATE_FILE, PREVIOUS_STATE_FILE = "resume.json", "resume.previous.json"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 

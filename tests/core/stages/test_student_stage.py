@@ -6,11 +6,13 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core.config import ConfigError
 from core.jobs import execution, planning
 from core.stages.context import RunContext
 from core.stages.llm import load_finished_model
 from core.stages.student import teacher_mismatch
 from core.store import checkpoints
+from core.store import runs as run_store
 from core.store.paths import Paths
 from core.store.query import query
 from tests.conftest import toy_spec, write_toy_dataset
@@ -69,13 +71,16 @@ def _sasrec_of(paths, run_id):
     return read_spec(paths.runs, run_id)["spec"]["sasrec_run"]
 
 
-def test_blocks_not_dividing_both_depths_fail_with_the_valid_values(teacher_run):
+def test_blocks_not_dividing_both_depths_are_refused_when_planned_and_when_run(teacher_run):
     paths, teacher_id = teacher_run
     s = spec("student", backbone={"depth": 3}, distill={"teacher_run": teacher_id, "blocks": 2})
-    run_id = planning.plan(paths, s)[-1]
+    says = "B=2 must divide both the teacher depth 4 and the student depth 3; valid B: 1"
+    with pytest.raises(ConfigError, match=says):
+        planning.plan(paths, s)
+    sasrec_run = run_store.read_spec(paths.runs, teacher_id)["spec"]["sasrec_run"]
+    run_id, _ = planning.submit(paths, replace(s, sasrec_run=sasrec_run))  # queued without the plan's check
     state = execution.execute(paths, run_id)
-    assert state["status"] == "failed"
-    assert "B=2 must divide both the teacher depth 4 and the student depth 3; valid B: 1" in state["error"]
+    assert state["status"] == "failed" and says in state["error"]
 
 
 def test_alignment_without_teacher_is_refused(project):
