@@ -20,17 +20,6 @@ import time
 
 from core.cli.common import UserError, paths_from
 
-HELP = {
-    "users": "number of users", "items": "number of items",
-    "interactions": "total interactions (0: users x mean-len)", "mean_len": "mean sequence length",
-    "min_len": "shortest sequence", "max_len": "longest sequence (0: 50 x the mean, at most items / 2)",
-    "order": "how many previous items the planted rule reads",
-    "strength": "probability that the rule picks the next item (else popularity noise)",
-    "candidates": "items the rule can pick in each context",
-    "groups": "item groups the rule reads (0: about items / candidates contexts)",
-    "zipf": "popularity exponent", "seed": "random seed",
-}
-
 
 def cmd_fetch(args) -> int:
     from core.data import assets  # noqa: PLC0415
@@ -82,14 +71,14 @@ def add_parsers(sub) -> None:
 
 def _add_synth_parser(data_subparsers) -> None:
     """Register `synth` under the `data` subcommands; every SynthConfig field is an option."""
-    from core.data.synthetic import SynthConfig  # noqa: PLC0415
+    from core.data.synth_config import SynthConfig  # noqa: PLC0415 - standard library only, like core.config
 
     p = data_subparsers.add_parser("synth", help="generate a synthetic dataset with a planted sequential rule "
                                                  "and a known best score, then prepare it")
     p.add_argument("--name", required=True, help="dataset name: the folder data/raw/<name>/")
     for spec in dataclasses.fields(SynthConfig):
         p.add_argument("--" + spec.name.replace("_", "-"), type=type(spec.default), default=None,
-                       help=f"{spec.metadata.get('help') or HELP[spec.name]} (default {spec.default})")
+                       help=f"{spec.metadata['help']} (default {spec.default})")
     p.add_argument("--kcore", type=int, default=None, help="k-core of the preparation (default: DataConfig's)")
     p.add_argument("--force", action="store_true", help="generate again even if the files match the settings")
     p.add_argument("--json", action="store_true")

@@ -11,7 +11,6 @@ recommender reads hidden states. The token embedding table serves to embed promp
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from core.models.projection import PROJECTIONS, LoRASettings, Projection
 from core.models.weights import layer_weights
 from core.store.atomic import read_json
 from core.store.checkpoints import open_safetensors
+from core.store.paths import DEFAULT_MODEL_DIR
 
-DEFAULT_MODEL_DIR = "smollm2-135m-instruct"  # under checkpoints/base/, written by core.assets
 SUPPORTED = ("llama", "qwen2", "mistral")  # model_type values of the LLaMA family the decoder implements
 STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rope types whose frequencies do not move at run time
 REFETCH_ADVICE = "copy the model folder again (for the default model: `slmrec fetch`)"
@@ -108,8 +107,8 @@ def load_backbone(cfg: BackboneConfig, base_root: Path | None, device: torch.dev
     """Load the LLM named by cfg.base, keep cfg.depth layers, and set up cfg.training.
 
     cfg.base: "smollm2" (base_root/smollm2-135m-instruct, written by `slmrec fetch`), "tiny" (the
-    random test model of core.models.tiny), a local Hugging Face folder, or a hub id (only when
-    HF_HUB_OFFLINE is not set). Weights are read from safetensors only. `dtype` is that of the kept
+    random test model of core.models.tiny) or a local Hugging Face folder; nothing is fetched from a
+    model hub. Weights are read from safetensors only. `dtype` is that of the kept
     decoder layers and final norm (see `Decoder.cast_layers`).
     """
     if cfg.base == "tiny":
@@ -205,7 +204,7 @@ def _safetensors_reader(folder: Path) -> Iterator[tuple[Callable[[str], torch.Te
 
 
 def _resolve_source(base: str, base_root: Path) -> str:
-    """The local folder to load from (a hub id is fetched into the local cache first)."""
+    """The local folder to load the base model from."""
     if base == "smollm2":
         folder = base_root / DEFAULT_MODEL_DIR
         if not (folder / "config.json").is_file():
@@ -215,12 +214,6 @@ def _resolve_source(base: str, base_root: Path) -> str:
     folder = Path(base).expanduser()
     if folder.is_dir():
         return str(folder)
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise BackboneError(f"backbone.base '{base}' is not 'smollm2', 'tiny' or an existing folder, and "
-                            "HF_HUB_OFFLINE is set, so it is not looked up as a Hugging Face hub id")
-    from huggingface_hub import snapshot_download  # noqa: PLC0415
-
-    try:
-        return snapshot_download(base, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model"])
-    except Exception as error:  # the hub client raises many types; the message is what matters
-        raise BackboneError(f"could not fetch hub id '{base}': {error}") from error
+    # Nothing is fetched from a model hub at run time: a model comes as a local folder.
+    raise BackboneError(f"backbone.base '{base}' is not 'smollm2', 'tiny' or an existing folder; give the folder "
+                        "of a LLaMA-family model in Hugging Face format (config.json, *.safetensors, tokenizer)")

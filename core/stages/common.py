@@ -21,8 +21,9 @@ from core.eval.records import metric_rows, metric_values, rank_rows
 from core.models.weights import upgrade_trainable
 from core.store import checkpoints
 from core.stages.context import RunContext
-from core.train import distributed, loop, resume
-from core.train.device import environment
+from core.runtime import distributed
+from core.train import loop, resume
+from core.runtime.device import environment
 
 SELECTION_METRIC = "NDCG@10"
 

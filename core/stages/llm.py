@@ -22,8 +22,8 @@ from core.models.llmrec import LLMRec
 from core.stages.common import fit, load_trainable_weights, write_evaluation
 from core.stages.context import RunContext
 from core.store import checkpoints, runs as run_store
-from core.train.device import autocast, compile_mode, frozen_weights_dtype, peak_memory_mb, seed_everything
-from core.train.distributed import SINGLE, Dist
+from core.runtime.device import autocast, compile_mode, frozen_weights_dtype, seed_everything
+from core.runtime.distributed import SINGLE, Dist
 
 
 class StageError(RuntimeError):
@@ -44,7 +44,7 @@ def load_item_table(ctx: RunContext, sasrec_run: str, n_items: int) -> torch.Ten
     if not sasrec_run:
         raise StageError("sasrec_run: an LLM stage needs a finished SASRec run (use `slmrec run teacher`, "
                          "which creates one, or pass --sasrec-run RUN_ID)")
-    folder = ctx.paths.checkpoints / sasrec_run
+    folder = ctx.paths.checkpoint_dir(sasrec_run)
     if not (folder / "model.safetensors").exists():
         raise StageError(f"sasrec_run: run '{sasrec_run}' has no checkpoint at {folder}; is it finished?")
     tensors, _ = checkpoints.load_checkpoint(folder, advice=f"run '{sasrec_run}' cannot be used: run that sasrec "
@@ -97,13 +97,6 @@ def evaluate(model: LLMRec, spec: RunSpec, prepared, split: str, dist: Dist = SI
                           batch_size=eval_batch(spec.train, model.item_table.device.type), dist=dist)
 
 
-def timing_row(ctx: RunContext, phase: str, samples: int, seconds: float) -> dict:
-    """One row of the timings table: `samples` in `seconds` of `phase`, with the device's peak memory."""
-    return {"run_id": ctx.run_id, "phase": phase, "samples": samples, "seconds": seconds,
-            "samples_per_s": samples / max(seconds, 1e-9), "peak_mem_mb": peak_memory_mb(ctx.device),
-            "device": ctx.device_label}
-
-
 def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role: str, extra: dict) -> dict:
     """Test evaluation of the best checkpoint, timings and the final manifest."""
     ctx.set_state(phase="test")
@@ -112,8 +105,8 @@ def finish(ctx: RunContext, spec: RunSpec, model: LLMRec, prepared, result, role
         test = write_evaluation(ctx, result.best_step, role, None, evaluate(model, spec, prepared, "test", ctx.dist))
     infer_s = time.perf_counter() - start
     n_users = len(eval_users(prepared.n_users, spec.train.eval_users))
-    ctx.events.append("timings", [timing_row(ctx, "train", result.samples, result.train_seconds),
-                                  timing_row(ctx, "inference", n_users, infer_s)])
+    ctx.events.append("timings", [ctx.timing_row("train", result.samples, result.train_seconds),
+                                  ctx.timing_row("inference", n_users, infer_s)])
     counts = parameter_counts(model)
     if ctx.dist.is_main:  # the only writer of a run of several processes
         best_manifest = checkpoints.read_manifest(ctx.checkpoint_dir)  # the weights are already loaded
@@ -149,7 +142,7 @@ def load_finished_model(ctx: RunContext, run_id: str, using: TrainConfig) -> tup
     if state.get("status") != "done":
         raise StageError(f"run '{run_id}' is {state.get('status')}, not done; it cannot be used yet")
     spec = from_dict(run_store.read_spec(ctx.paths.runs, run_id)["spec"])
-    folder = ctx.paths.checkpoints / run_id
+    folder = ctx.paths.checkpoint_dir(run_id)
     if not (folder / "model.safetensors").exists():
         gone = "was removed" if not folder.exists() else "has no model.safetensors"
         raise StageError(f"run '{run_id}': its checkpoint folder {folder} {gone}, so its weights cannot be "
