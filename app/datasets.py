@@ -34,16 +34,13 @@ VERSION_HELP = ("A run prepares the raw file with its data settings (k-core filt
                 "settings), so runs with the same data settings share it.")
 
 
-def repeats_note(stats: dict) -> str | None:
-    """What repeated sampled candidates mean, and the Launch form field that avoids them (None: no repeats)."""
+def short_lists_note(stats: dict) -> str | None:
+    """What short sampled candidate lists mean, and the Launch form field that avoids them (None: none are short)."""
     candidates = stats.get("candidates", {})
-    repeats = candidates.get("users_with_repeats", {})
-    if not any(repeats.values()):
+    if not any(candidates.get("short_negative_lists", {}).values()):
         return None
-    return (f"data.n_negatives is {candidates.get('n_negatives')} but {max(repeats.values())} users have fewer "
-            f"unseen items than that among the {stats.get('items')} items; their sampled candidate rows repeat "
-            "items, which makes their sampled metrics pessimistic (full ranking is unaffected). Lower **Sampled "
-            "negatives per user** on the Launch form (e.g. 99), or read the full-ranking metrics.")
+    return candidates["note"].replace("Set data.n_negatives lower", "Lower **Sampled negatives per user** on "
+                                      "the Launch form")
 
 
 def list_datasets(paths: Paths) -> list[str]:

@@ -88,8 +88,8 @@ cols[2].metric("Interactions", f"{s['interactions']:,}")
 cols[3].metric("Density", f"{100 * s['density']:.2f}%")
 cols[4].metric("Sequence length", f"{s['seq_len_median']:.0f}", help=f"median; mean {s['seq_len_mean']:.1f}, "
                f"min {s['seq_len_min']}, max {s['seq_len_max']}")
-note = next((datasets.repeats_note(v["stats"]) for v in versions if v["key"] == key), None)
-if note:  # the sampled protocol repeats items for some users of this version
+note = next((datasets.short_lists_note(v["stats"]) for v in versions if v["key"] == key), None)
+if note:  # some users of this version have fewer unseen items than sampled negatives
     st.info(note, icon=":material/info:")
 hist = info["histogram"]
 widgets.chart(figures.histogram(hist, "length", "Interactions per user", "sequence length (bin start)"), hist,

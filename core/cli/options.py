@@ -15,6 +15,15 @@ from pathlib import Path
 from core.config import PRESETS, ConfigError, RunSpec, apply_preset, from_dict
 from core.jobs.launch import Nodes
 
+def on_off(text: str) -> bool:
+    """A yes/no option: on, off, true, false, yes, no, 1 or 0."""
+    value = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False,
+             "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got '{text}'")
+    return value
+
+
 # flag -> (spec section, field, type)
 OPTIONS = [
     ("--dataset", "data", "dataset", str), ("--kcore", "data", "kcore", int),
@@ -30,7 +39,7 @@ OPTIONS = [
     ("--sasrec-epochs", "sasrec", "epochs", int), ("--sasrec-hidden", "sasrec", "hidden", int),
     ("--base", "backbone", "base", str), ("--layer-selection", "backbone", "layer_selection", str),
     ("--training", "backbone", "training", str), ("--lora-r", "backbone", "lora_r", int),
-    ("--prompt", "rec", "prompt", str),
+    ("--prompt", "rec", "prompt", str), ("--mask-history", "rec", "mask_history", on_off),
     ("--teacher", "distill", "teacher_run", str), ("--blocks", "distill", "blocks", int),
     ("--lambda-cos", "distill", "lambda_cos", float), ("--lambda-norm", "distill", "lambda_norm", float),
     ("--lambda-sup", "distill", "lambda_sup", float), ("--teacher-states", "distill", "teacher_states", str),

@@ -7,6 +7,7 @@ the warning for a student that is not shallower than its teacher. Standard libra
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from core.store.paths import check_run_id
@@ -158,6 +159,27 @@ def block_pairs(teacher_depth: int, student_depth: int, blocks: int) -> list[tup
     check_blocks(teacher_depth, student_depth, blocks)
     m, n = teacher_depth // blocks, student_depth // blocks
     return [(k * m, k * n) for k in range(1, blocks + 1)]
+
+
+# What a student must share with its teacher: the data (the same users, items and splits), the
+# base LLM (the block pairs align the same model's states) and the prompt (the same token positions).
+MUST_MATCH = (("data", lambda s: s.data), ("backbone.base", lambda s: s.backbone.base),
+              ("rec.prompt", lambda s: s.rec.prompt))
+
+
+def teacher_mismatch(teacher: RunSpec, student: RunSpec) -> str | None:
+    """The first setting a student must share with its teacher and does not, as 'field: teacher's
+    value, student's value' (a data section names its differing fields), or None when all match."""
+    for name, part in MUST_MATCH:
+        theirs, ours = part(teacher), part(student)
+        if theirs == ours:
+            continue
+        if name == "data":
+            fields = [f.name for f in dataclasses.fields(ours) if getattr(theirs, f.name) != getattr(ours, f.name)]
+            return "; ".join(f"data.{f}: the teacher's is {getattr(theirs, f)!r}, the student's "
+                             f"{getattr(ours, f)!r}" for f in fields)
+        return f"{name}: the teacher's is {theirs!r}, the student's {ours!r}"
+    return None
 
 
 def depth_warning(teacher_depth: int, student_depth: int) -> str | None:

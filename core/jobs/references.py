@@ -1,11 +1,11 @@
 """The runs a spec names (its SASRec run, its teacher, the runs it analyses), checked before it is
-queued: each must exist and be of the kind the field expects, and a student's blocks must divide
-its teacher's depth. A mistake is a ConfigError naming the field, never a failure inside the run.
+queued: each must exist and be of the kind the field expects, and a student must share its
+teacher's data, base model and prompt, with blocks that divide both depths. A mistake is a ConfigError naming the field, never a failure inside the run.
 """
 
 from __future__ import annotations
 
-from core.config import ConfigError, RunSpec, check_blocks
+from core.config import ConfigError, RunSpec, check_blocks, from_dict, teacher_mismatch
 from core.store import runs as run_store
 from core.store.paths import Paths
 
@@ -36,5 +36,8 @@ def check_references(paths: Paths, spec: RunSpec) -> None:
             raise ConfigError(f"{field}: run '{run_id}' is a {header.get('kind')} run; expected a "
                               f"{' or '.join(kinds)} run ({LISTED})")
         if field == "distill.teacher_run":
-            teacher_depth = (header["spec"].get("backbone") or {}).get("depth")
-            check_blocks(teacher_depth, spec.backbone.depth, spec.distill.blocks)
+            teacher = from_dict(header["spec"])
+            check_blocks(teacher.backbone.depth, spec.backbone.depth, spec.distill.blocks)
+            difference = teacher_mismatch(teacher, spec)
+            if difference:
+                raise ConfigError(f"distill.teacher_run: teacher '{run_id}' differs from this student in {difference}")

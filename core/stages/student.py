@@ -12,11 +12,9 @@ at 0 this is plain E4SRec_N.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from core.config import RunSpec, depth_warning, eval_batch, from_dict
+from core.config import RunSpec, depth_warning, eval_batch, from_dict, teacher_mismatch
 from core.data.prepare import prepare
 from core.stages.context import RunContext
 from core.stages.llm import (StageError, build_model, evaluate, examples, finish, load_finished_model,
@@ -27,27 +25,6 @@ from core.runtime.device import autocast, seed_everything
 from core.config import block_pairs
 from core.train.distill import slmrec_loss
 from core.train.teacher_cache import build_cache
-
-
-# What a student must share with its teacher: the data (the same users, items and splits), the
-# base LLM (the block pairs align the same model's states) and the prompt (the same token positions).
-MUST_MATCH = (("data", lambda s: s.data), ("backbone.base", lambda s: s.backbone.base),
-              ("rec.prompt", lambda s: s.rec.prompt))
-
-
-def teacher_mismatch(teacher: RunSpec, student: RunSpec) -> str | None:
-    """The first setting a student must share with its teacher and does not, as 'field: teacher's
-    value, student's value' (a data section names its differing fields), or None when all match."""
-    for name, part in MUST_MATCH:
-        theirs, ours = part(teacher), part(student)
-        if theirs == ours:
-            continue
-        if name == "data":
-            fields = [f.name for f in dataclasses.fields(ours) if getattr(theirs, f.name) != getattr(ours, f.name)]
-            return "; ".join(f"data.{f}: the teacher's is {getattr(theirs, f)!r}, the student's "
-                             f"{getattr(ours, f)!r}" for f in fields)
-        return f"{name}: the teacher's is {theirs!r}, the student's {ours!r}"
-    return None
 
 
 def _teacher(ctx: RunContext, spec: RunSpec):

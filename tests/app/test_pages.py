@@ -119,17 +119,18 @@ def test_runs_page_reports_unreadable_result_files(fresh, open_page):
     assert any("cannot be read" in w.value for w in app.warning)
 
 
-def test_data_page_says_when_sampled_rows_repeat_items(fresh, open_page):
+def test_data_page_says_when_sampled_lists_are_short(fresh, open_page):
     from core.config import DataConfig
     from core.data.prepare import prepare
 
     root, _ = fresh
-    prepare(DataConfig(dataset="toy", kcore=0, n_negatives=99), root / "data")  # 30 items: every row repeats
+    prepare(DataConfig(dataset="toy", kcore=0, n_negatives=99), root / "data")  # 30 items: every list is short
     app = open_page("data")
     _no_errors(app)
     assert app.selectbox(key="data_version").index == 1  # the newest prepared version, shown by default
     notes = [i.value for i in app.info if "data.n_negatives is 99 but 60 users" in i.value]
-    assert notes, "the prepared version with 99 negatives over 30 items shows the repeats note"
+    assert notes, "the prepared version with 99 negatives over 30 items shows the short-lists note"
+    assert "each of their unseen items once" in notes[0]
     assert "--spec" not in notes[0] and "Sampled negatives per user** on the Launch form" in notes[0]
     assert "prepared version" in app.selectbox(key="data_version").help
 

@@ -4,6 +4,7 @@ and what was expected: no traceback, and nothing queued."""
 import pytest
 
 from core.cli import main
+from core.config import apply_preset, to_dict
 from core.store import runs as run_store
 from core.store.paths import Paths
 
@@ -21,9 +22,9 @@ def queued(root) -> list[dict]:
 
 
 def teacher(root, depth: int) -> str:
-    """A teacher run's folder (its spec is all that planning reads)."""
-    spec = {"kind": "teacher", "backbone": {"base": "tiny", "depth": depth}}
-    return run_store.create_run(Paths(root).runs, spec, "teacher", status="done")
+    """A teacher run's folder with the settings TINY gives (its spec is all that planning reads)."""
+    spec = apply_preset("tiny", {"data": {"dataset": "toy", "kcore": 0}, "backbone": {"depth": depth}}, "teacher")
+    return run_store.create_run(Paths(root).runs, to_dict(spec), "teacher", status="done")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -83,3 +84,20 @@ def test_a_failed_stage_prints_its_error_not_its_stack(project, capsys):
     assert "nosuch" in failed and "its traceback is in" in out
     run_id = queued(project)[0]["run_id"]
     assert "Traceback" in run_store.read_log(Paths(project).runs, run_id)  # the stack is kept for the log
+
+
+def test_a_teacher_with_another_prompt_or_base_is_refused_on_submit(project, capsys):
+    t = teacher(project, 4)
+    code, _, err = slmrec(project, capsys, "submit", "student", "--teacher", t, "--student-layers", "2",
+                          "--blocks", "2", "--prompt", "Next after {items}?", *TINY)
+    assert code == 2 and f"distill.teacher_run: teacher '{t}' differs from this student in rec.prompt" in err
+    assert [r["kind"] for r in queued(project)] == ["teacher"]
+
+
+def test_mask_history_is_an_on_off_option(project, capsys):
+    assert slmrec(project, capsys, "submit", "teacher", "--mask-history", "off", *TINY)[0] == 0
+    teacher_run = next(r for r in queued(project) if r["kind"] == "teacher")
+    assert run_store.read_spec(Paths(project).runs, teacher_run["run_id"])["spec"]["rec"]["mask_history"] is False
+    with pytest.raises(SystemExit):
+        main(["--root", str(project), "submit", "teacher", "--mask-history", "maybe"])
+    assert "expected on or off, got 'maybe'" in capsys.readouterr().err

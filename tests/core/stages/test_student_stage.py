@@ -6,11 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core.config import ConfigError
+from core.config import ConfigError, teacher_mismatch
 from core.jobs import execution, planning
 from core.stages.context import RunContext
 from core.stages.llm import load_finished_model
-from core.stages.student import teacher_mismatch
 from core.store import checkpoints
 from core.store import runs as run_store
 from core.store.paths import Paths
@@ -115,11 +114,14 @@ def test_teacher_mismatch_names_the_field_and_both_values():
                                                      "data.seed: the teacher's is 0, the student's 3")
 
 
-def test_a_teacher_with_another_prompt_is_refused_before_training(teacher_run):
+def test_a_teacher_with_another_prompt_is_refused_when_planned_and_before_training(teacher_run):
     paths, teacher_id = teacher_run
     s = spec("student", backbone={"depth": 2}, distill={"teacher_run": teacher_id, "blocks": 2},
              rec={"prompt": "Items: {items}. Next?"}, name="other prompt")
-    run_id = planning.plan(paths, s, reuse=False)[-1]
+    with pytest.raises(ConfigError, match=f"teacher '{teacher_id}' differs from this student in rec.prompt"):
+        planning.plan(paths, s, reuse=False)
+    sasrec_run = run_store.read_spec(paths.runs, teacher_id)["spec"]["sasrec_run"]
+    run_id, _ = planning.submit(paths, replace(s, sasrec_run=sasrec_run), reuse=False)  # without the plan's check
     state = execution.execute(paths, run_id)
     assert state["status"] == "failed"
     assert f"teacher '{teacher_id}' differs from this student in rec.prompt" in state["error"]
