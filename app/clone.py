@@ -23,7 +23,7 @@ from core.config import ConfigError, to_dict, valid_blocks
 SHARED = {"dataset": ("data", "dataset"), "max_len": ("data", "max_len"), "train_targets": ("data", "train_targets"),
           "n_negatives": ("data", "n_negatives"), "base": ("backbone", "base"), "training": ("backbone", "training"),
           "lr": ("train", "lr"), "batch_size": ("train", "batch_size"), "device": ("train", "device"),
-          "seed": ("train", "seed")}
+          "seed": ("train", "seed"), "mask_history": ("rec", "mask_history")}
 TEACHER = {"teacher_depth": ("backbone", "depth"), "teacher_epochs": ("train", "epochs")}
 STUDENT = {"student_depth": ("backbone", "depth"), "student_epochs": ("train", "epochs"),
            "layer_selection": ("backbone", "layer_selection"), "blocks": ("distill", "blocks"),

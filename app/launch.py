@@ -59,6 +59,7 @@ class LaunchSettings:
     max_len: int = 30
     train_targets: str = "last"
     n_negatives: int = 999  # sampled-protocol negatives per user (data.n_negatives)
+    mask_history: bool = True  # full ranking leaves out the user's training items (rec.mask_history)
     device: str = "auto"
     seed: int = 0
     name: str = ""
@@ -74,7 +75,8 @@ def defaults(choice: str, dataset: str) -> LaunchSettings:
         lambda_norm=spec.distill.lambda_norm, lambda_sup=spec.distill.lambda_sup, training=spec.backbone.training,
         teacher_epochs=spec.train.epochs, student_epochs=spec.train.epochs, lr=spec.train.lr,
         batch_size=spec.train.batch_size, max_len=spec.data.max_len, train_targets=spec.data.train_targets,
-        n_negatives=spec.data.n_negatives, device=spec.train.device, seed=spec.train.seed)
+        n_negatives=spec.data.n_negatives, mask_history=spec.rec.mask_history, device=spec.train.device,
+        seed=spec.train.seed)
 
 
 def build_plan(s: LaunchSettings, base_layers: int | None = None) -> PipelineSpecs:
@@ -87,7 +89,8 @@ def build_plan(s: LaunchSettings, base_layers: int | None = None) -> PipelineSpe
     shared = {"data": {"dataset": s.dataset, "max_len": s.max_len, "train_targets": s.train_targets,
                        "n_negatives": s.n_negatives},
               "train": {"lr": s.lr, "batch_size": s.batch_size, "device": s.device, "seed": s.seed},
-              "backbone": {"base": s.base, "training": s.training}, "name": s.name}
+              "backbone": {"base": s.base, "training": s.training}, "rec": {"mask_history": s.mask_history},
+              "name": s.name}
     student = {"train": {"epochs": s.student_epochs}, "backbone": {"layer_selection": s.layer_selection},
                "distill": {"blocks": s.blocks, "lambda_cos": s.lambda_cos, "lambda_norm": s.lambda_norm,
                            "lambda_sup": s.lambda_sup}}

@@ -98,6 +98,10 @@ with st.form("launch_form"):
                    help="data.n_negatives: the sampled protocol ranks each test target among this many fixed "
                         "negatives (the paper: 999). On a dataset with few items, lower it (e.g. 99) so no "
                         "user's candidates repeat items.")
+    c.checkbox("Mask the user's history in full ranking", key=KEYS["mask_history"], **KEEP,
+               help="rec.mask_history: full ranking leaves out the items the user already had (standard for "
+                    "next-new-item recommendation). Turn it off where the next item is often a repeat, e.g. a "
+                    "synthetic induction rule, whose targets are items of the history.")
     c.selectbox("Device", launch.DEVICES, key=KEYS["device"], **KEEP)
     c.number_input("Seed", min_value=0, step=1, key=KEYS["seed"], **KEEP)
     st.text_input("Name (optional)", key=KEYS["name"], **KEEP)

@@ -41,3 +41,13 @@ def test_a_link_cannot_take_another_links_section_and_blocks_must_divide():
         pipeline_specs("tiny", {}, 4, 2, teacher={"distill": {"blocks": 2}})
     with pytest.raises(ConfigError, match="B=2 must divide both the teacher depth 4 and the student depth 3"):
         pipeline_specs("tiny", {}, 4, 3, student={"distill": {"blocks": 2}})
+
+
+def test_the_launch_form_carries_history_masking_to_every_link():
+    form = launch.defaults("tiny (seconds, random model)", "toy")
+    masked = launch.build_plan(form)
+    plain = launch.build_plan(launch.LaunchSettings(**{**form.__dict__, "mask_history": False}))
+    assert masked.teacher.rec.mask_history and masked.student.rec.mask_history
+    assert not plain.teacher.rec.mask_history and not plain.student.rec.mask_history
+    assert not plain.analysis.rec.mask_history
+    assert hashes(masked) != hashes(plain)
