@@ -7,8 +7,9 @@ only shapes the store's frames for them.
 
 A *unit* is what one row of the page shows: one run, or with seed grouping, every selected group
 of finished runs whose settings differ only in train.seed (one run per seed). A unit's metric is
-the mean over its runs with the sample std and n; its 95% interval resamples test users, each
-user's value averaged over the unit's runs (runs of a group share their users).
+the mean over its runs with the sample std and n. Its 95% interval resamples the test users for one
+run, and the seeds as well as the users for a group (core/results/compare.py `pooled_ci`; runs of a
+group share their users), so a group's interval includes training noise; `ci_over` says which.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ import numpy as np
 import pandas as pd
 
 from app import labels
-from core.results.compare import CompareError, Side, check_same_data, compare_seeds, pair_seeds
 from core.config import ConfigError
 from core.eval.metrics import METRICS, per_user_metric
-from core.eval.stats import DEFAULT_RESAMPLES, bootstrap_ci
+from core.eval.stats import DEFAULT_RESAMPLES
+from core.results.compare import (
+    CompareError,
+    Side,
+    check_same_data,
+    compare_seeds,
+    pair_seeds,
+    pooled_ci,
+)
 from core.results.seeds import seed_of, seedless_key, spread
 
 PROTOCOLS = ("full", "sampled")
@@ -134,7 +142,8 @@ def wide(summary: pd.DataFrame, members: pd.DataFrame, protocol: str) -> pd.Data
 
 def metric_table(ranks: pd.DataFrame, metric: str, members: pd.DataFrame | None = None,
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> pd.DataFrame:
-    """Per (unit, model, protocol): users, seeds, mean over seeds, their std, and the 95% bootstrap interval.
+    """Per (unit, model, protocol): users, seeds, mean over seeds, their std, and the 95% bootstrap interval
+    with what it resamples (`ci_over`: users for one run; seeds and users for a group).
 
     Without `members` every run is its own unit. `run_id` is the unit's first run.
     """
@@ -144,26 +153,26 @@ def metric_table(ranks: pd.DataFrame, metric: str, members: pd.DataFrame | None 
     rows = []
     for (unit, model, protocol), group in frame.groupby(["unit", "model", "protocol"], sort=False):
         grid = group.pivot_table(index="user_id", columns="run_id", values="rank").dropna()  # users of every run
-        # (users, runs) per-user values of the metric
-        values = np.column_stack([per_user_metric(grid[c].to_numpy().astype(np.int64), metric) for c in grid.columns])
-        s = spread(values.mean(axis=0))
-        low, high = _interval(values.mean(axis=1), resamples, seed)
+        # (runs, users) per-user values of the metric
+        values = np.stack([per_user_metric(grid[c].to_numpy().astype(np.int64), metric) for c in grid.columns])
+        s = spread(values.mean(axis=1))
+        low, high, over = _interval(values, resamples, seed)
         rows.append({"run_id": group["run_id"].iloc[0], "unit": unit, "model": model, "protocol": protocol,
-                     "metric": metric, "users": len(values), "seeds": s.n, "value": s.mean, "std": s.std,
-                     "ci_low": low, "ci_high": high})
+                     "metric": metric, "users": values.shape[1], "seeds": s.n, "value": s.mean, "std": s.std,
+                     "ci_low": low, "ci_high": high, "ci_over": over})
     return pd.DataFrame(rows, columns=["run_id", "unit", "model", "protocol", "metric", "users", "seeds", "value",
-                                       "std", "ci_low", "ci_high"])
+                                       "std", "ci_low", "ci_high", "ci_over"])
 
 
-def _interval(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
-    if len(values) < 2:  # no interval from one user
-        return float("nan"), float("nan")
-    ci = bootstrap_ci(values, resamples, seed)
-    return ci.low, ci.high
+def _interval(values: np.ndarray, resamples: int, seed: int) -> tuple[float, float, str]:
+    if values.shape[1] < 2:  # no interval from one user
+        return float("nan"), float("nan"), ""
+    ci, over = pooled_ci(values, resamples, seed)
+    return ci.low, ci.high, over
 
 
 PAIRED_COLUMNS = ["protocol", "seeds", "A", "B", "difference", "95% CI low", "95% CI high", "p-value", "users",
-                  "verdict"]
+                  "resamples", "verdict"]
 
 
 def paired_table(ranks: pd.DataFrame, members: pd.DataFrame, done: pd.DataFrame, unit_a: str, unit_b: str,
@@ -203,7 +212,7 @@ def _paired_row(protocol: str, r: dict, n_pairs: int) -> dict:
     if n_pairs == 1:
         seeds = "one run each"
     else:
-        seeds = f"seed {r['seed']}" if r["seed"] is not None else f"all {n_pairs} (user means)"
+        seeds = f"seed {r['seed']}" if r["seed"] is not None else f"all {n_pairs} seeds"
     return {"protocol": protocol, "seeds": seeds, "A": r["a_value"], "B": r["b_value"], "difference": r["difference"],
             "95% CI low": r["low"], "95% CI high": r["high"], "p-value": r["p_value"], "users": r["n"],
-            "verdict": "significant" if r["significant"] else "inside the noise"}
+            "resamples": r["resampled"], "verdict": "significant" if r["significant"] else "inside the noise"}

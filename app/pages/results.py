@@ -67,6 +67,9 @@ if ranks.empty:
 else:
     table = stats.metric_table(ranks, metric, members).merge(units[["unit", "kind", "label"]], on="unit")
     table = table[table["model"] == table["kind"]]
+    st.caption("Error bars: 95% bootstrap intervals (1,000 resamples). A seed group's resamples its training seeds "
+               "as well as the test users, so it includes training noise; a single run's resamples the test users "
+               "only (`ci_over` in the CSV).")
     widgets.chart(figures.mark_random(figures.metric_bars(table, metric), random), results.export(table, members),
                   "results_ci")
 
@@ -93,7 +96,9 @@ else:
             st.caption(f"{metric} of A − B over the same test users: the mean difference, its paired 95% bootstrap "
                        "interval (1,000 resamples of users) and a sign-flip permutation p-value. **significant** "
                        "only when the interval excludes 0; otherwise the difference is inside the noise. Seed "
-                       "groups are paired seed by seed; their 'all' row averages each user over the seeds.")
+                       "groups are paired seed by seed; their 'all seeds' row resamples each side's training "
+                       "seeds as well as the users (hierarchical bootstrap, bootstrap p-value), so its interval "
+                       "includes training noise ('resamples' says which).")
             st.caption(f"**A**: {unit_labels[unit_a]} · **B**: {unit_labels[unit_b]}")
             widgets.table(paired.round(4), "results_paired",
                           csv=results.paired_export(paired, members, unit_a, unit_b))

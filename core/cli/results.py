@@ -13,7 +13,7 @@ from core.cli.common import UserError, paths_from, print_rows
 
 def cmd_reproduce(args) -> int:
     """Run (or reuse) every row of the paper's table and write docs/results/<dataset>-<preset>.md/.csv."""
-    from core.results import reproduce  # noqa: PLC0415 - imports numpy and the run store
+    from core.results import budget, reproduce  # noqa: PLC0415 - imports numpy and the run store
 
     if args.preset not in reproduce.PLANS:
         raise UserError(f"--preset: unknown reproduction preset '{args.preset}'; "
@@ -30,7 +30,8 @@ def cmd_reproduce(args) -> int:
         raise UserError(str(exc)) from exc
     table = reproduce.summarise(paths, rows)
     text = reproduce.markdown(table, args.dataset, args.preset, plan, time.perf_counter() - start,
-                              reproduce.significance(paths, rows, plan), reproduce.run_time(paths, rows))
+                              reproduce.significance(paths, rows, plan), reproduce.run_time(paths, rows),
+                              budget.budget_lines(paths, rows))
     md, csv_path = reproduce.write_report(Path(args.out), f"{args.dataset}-{args.preset}", table, text)
     print(text)
     print(f"written: {md} {csv_path}")

@@ -3,8 +3,9 @@
 A run is named `RUN_ID` (its own model: sasrec, teacher or student) or `RUN_ID:MODEL` (e.g. a
 SASRec run's popularity rows). Both must be evaluated on the same prepared users and split: runs
 on different data settings are refused with the reason. Two seed groups (core/results/seeds.py) are
-compared seed by seed (`compare_seeds`): one paired comparison per seed, then one over every
-seed, each user's value averaged over the seeds. Imports no torch (the app uses it).
+compared seed by seed (`compare_seeds`): one paired comparison per seed over its users, then one
+over every seed that resamples the training seeds as well as the users (core/eval/stats.py
+`hierarchical_paired`), so its interval includes training noise. Imports no torch (the app uses it).
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.eval.metrics import per_user_metric
-from core.eval.stats import DEFAULT_RESAMPLES, bootstrap_ci, paired_comparison
+from core.eval.stats import (
+    DEFAULT_RESAMPLES,
+    Interval,
+    bootstrap_ci,
+    hierarchical_bootstrap_ci,
+    hierarchical_paired,
+    paired_comparison,
+)
 from core.store import runs as run_store
 from core.store.paths import Paths
 from core.store.query import query
 
 # DataConfig fields that change which users are evaluated or their candidates
 _USER_FIELDS = ("dataset", "min_rating", "kcore", "min_seq_len", "max_users", "seed", "n_negatives")
+USERS, SEEDS_AND_USERS = "users", "seeds and users"  # what an interval resamples
 
 
 class CompareError(ValueError):
@@ -95,6 +104,15 @@ def _interval(ci) -> list[float]:
     return [ci.low, ci.high]
 
 
+def pooled_ci(values, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[Interval, str]:
+    """95% CI of the mean of a (seeds, users) table of per-user values, and what it resamples:
+    seeds and users for 2+ seeds (training noise included), users only for one seed."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 1:
+        return bootstrap_ci(values[0], resamples, seed), USERS
+    return hierarchical_bootstrap_ci(values, resamples, seed), SEEDS_AND_USERS
+
+
 def pair_seeds(seeds_a: Mapping[int, str], seeds_b: Mapping[int, str]) -> list[tuple[int, str, str]]:
     """[(train seed, run of A, run of B)] for two seed groups; refuses groups with different seeds."""
     if set(seeds_a) != set(seeds_b):
@@ -107,25 +125,27 @@ def compare_seeds(pairs: list[tuple[int, Mapping[int, int], Mapping[int, int]]],
                   resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> list[dict]:
     """Paired A - B per train seed, then (2+ seeds) over all seeds: one row each (`seed` None for all).
 
-    `pairs` holds (train seed, {user: rank} of A, {user: rank} of B). The row over all seeds pairs
-    each user's value averaged over the seeds, so every seed must cover the same users.
+    `pairs` holds (train seed, {user: rank} of A, {user: rank} of B). A seed's row resamples its
+    users (sign-flip p); the row over all seeds resamples the seeds of each side and the users
+    (hierarchical bootstrap, bootstrap p), so every seed must cover the same users. `resampled`
+    says which.
     """
     rows, values = [], []
     for train_seed, ranks_a, ranks_b in pairs:
         values_a, values_b = paired_values(ranks_a, ranks_b, metric)
-        rows.append(_paired_row(train_seed, values_a, values_b, resamples, seed))
+        paired = paired_comparison(values_a, values_b, resamples, seed)
+        rows.append(_paired_row(train_seed, values_a, values_b, paired, USERS))
         values.append((frozenset(ranks_a), values_a, values_b))
     if len(values) > 1:
         if len({users for users, _, _ in values}) > 1:
             raise CompareError("the seeds were evaluated on different users; compare them seed by seed")
-        mean_a = np.mean([v for _, v, _ in values], axis=0)
-        mean_b = np.mean([v for _, _, v in values], axis=0)
-        rows.append(_paired_row(None, mean_a, mean_b, resamples, seed))
+        table_a = np.stack([v for _, v, _ in values])  # (seeds, users)
+        table_b = np.stack([v for _, _, v in values])
+        paired = hierarchical_paired(table_a, table_b, resamples, seed)
+        rows.append(_paired_row(None, table_a, table_b, paired, SEEDS_AND_USERS))
     return rows
 
 
-def _paired_row(train_seed: int | None, values_a: np.ndarray, values_b: np.ndarray, resamples: int,
-                seed: int) -> dict:
-    paired = paired_comparison(values_a, values_b, resamples, seed)
+def _paired_row(train_seed: int | None, values_a: np.ndarray, values_b: np.ndarray, paired, resampled: str) -> dict:
     return {"seed": train_seed, "a_value": float(values_a.mean()), "b_value": float(values_b.mean()),
-            **paired.as_dict()}
+            "resampled": resampled, **paired.as_dict()}

@@ -4,7 +4,10 @@ Rows: popularity, SASRec, the teacher E4SRec_M, E4SRec_N without distillation, a
 with the four loss ablations (cos; cos+norm; cos+supervision; all three). Every row is run (or a
 finished run with the same settings is reused) for each seed, evaluated under both protocols on
 the test split, and written as Markdown + CSV under docs/results/ with mean and std over seeds,
-parameters at inference, training seconds per epoch, inference seconds and the speed-ups.
+95% CIs (over seeds and users where a row has several seeds), each trained row's budget
+(core/results/budget.py), parameters at inference and the wall times as they happened. The report
+prints no speed ratio: wall times of runs that share a machine are not controlled measurements,
+and ratios come from `slmrec bench` medians on a stated machine.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from core.store import runs as run_store
 from core.store.checkpoints import read_manifest
 from core.store.paths import Paths
 from core.store.query import query
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -122,17 +126,18 @@ def _costs(paths: Paths, run_id: str, model: str) -> dict[str, float]:
             "inference_s": manifest["inference_seconds"]}
 
 
-def user_ci(paths: Paths, runs: list[tuple[str, str]], protocol: str, metric: str = "NDCG@10") -> tuple[float, float]:
-    """95% bootstrap CI over test users of a row's metric (each user's value averaged over seeds)."""
-    from core.results.compare import resolve, user_ranks  # noqa: PLC0415
+def user_ci(paths: Paths, runs: list[tuple[str, str]], protocol: str,
+            metric: str = "NDCG@10") -> tuple[float, float, str]:
+    """95% bootstrap CI of a row's metric and what it resamples (compare.pooled_ci): the training
+    seeds and the test users for a row of several seeds, the users only for one."""
     from core.eval.metrics import per_user_metric  # noqa: PLC0415
-    from core.eval.stats import bootstrap_ci  # noqa: PLC0415
+    from core.results.compare import pooled_ci, resolve, user_ranks  # noqa: PLC0415
 
     per_seed = [user_ranks(paths, resolve(paths, f"{r}:{m}"), "test", protocol) for r, m in runs]
     users = sorted(set.intersection(*(set(x) for x in per_seed)))
-    values = np.mean([per_user_metric(np.array([x[u] for u in users]), metric) for x in per_seed], axis=0)
-    ci = bootstrap_ci(values)
-    return ci.low, ci.high
+    values = np.stack([per_user_metric(np.array([x[u] for u in users]), metric) for x in per_seed])  # (seeds, users)
+    ci, resampled = pooled_ci(values)
+    return ci.low, ci.high, resampled
 
 
 def summarise(paths: Paths, rows: dict[str, list[tuple[str, str]]]) -> list[dict]:
@@ -162,28 +167,32 @@ def _cell(row: dict, key: str, percent: bool = True) -> str:
 
 def significance(paths: Paths, rows: dict[str, list[tuple[str, str]]], plan: Plan,
                  metrics: tuple[str, ...] = ("NDCG@10", "HR@10", "MRR")) -> list[str]:
-    """Paired comparisons of SLMRec (all terms) against E4SRec_N without distillation, seed by seed."""
+    """Paired comparisons of SLMRec (all terms) against E4SRec_N without distillation, seed by seed,
+    then over all seeds (resampling the seeds as well as the users)."""
     from core.results.compare import compare_seeds, resolve, user_ranks  # noqa: PLC0415
 
     n, m = plan.student_depth, plan.teacher_depth
     ours, base = rows.get(f"SLMRec {n}<-{m} (all)", []), rows.get(f"E4SRec_{n} (no distillation)", [])
     lines = [f"## SLMRec {n}<-{m} against E4SRec_{n} without distillation", "",
-             "Paired over the same test users: difference of the means (SLMRec - E4SRec), 95% paired bootstrap "
-             "CI (1,000 resamples), sign-flip permutation p-value. Significant only when the CI excludes 0.", "",
-             "| seed | protocol | metric | SLMRec | E4SRec | difference [95% CI] | p | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             ("Paired over the same test users: difference of the means (SLMRec - E4SRec) with a 95% CI "
+             "(1,000 resamples) and a p-value. A seed's row resamples the test users (paired bootstrap, "
+             "sign-flip permutation p). The all-seeds row resamples the training seeds of each side as well as "
+             "the users (hierarchical bootstrap, bootstrap p), so its CI includes training noise. Significant "
+             "only when the CI excludes 0."), "",
+             "| seed | protocol | metric | SLMRec | E4SRec | difference [95% CI] | p | resamples | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for protocol in ("full", "sampled"):
         pairs = [(seed, user_ranks(paths, resolve(paths, a), "test", protocol),
                   user_ranks(paths, resolve(paths, b), "test", protocol))
                  for seed, (a, _), (b, _) in zip(plan.seeds, ours, base)]
         for metric in metrics:
-            for r in compare_seeds(pairs, metric):  # one row per seed, then all seeds pooled per user
+            for r in compare_seeds(pairs, metric):  # one row per seed, then all seeds
                 verdict = ("SLMRec better" if r["low"] > 0 else "SLMRec worse") if r["significant"] \
                     else "inside the noise"
-                seed = "all (per-user mean)" if r["seed"] is None else r["seed"]
+                seed = "all seeds" if r["seed"] is None else r["seed"]
                 lines.append(f"| {seed} | {protocol} | {metric} | {100 * r['a_value']:.2f} | "
                              f"{100 * r['b_value']:.2f} | {100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, "
-                             f"{100 * r['high']:+.2f}] | {r['p_value']:.3f} | {verdict} |")
+                             f"{100 * r['high']:+.2f}] | {r['p_value']:.3f} | {r['resampled']} | {verdict} |")
     return lines + [""]
 
 
@@ -203,13 +212,14 @@ def run_time(paths: Paths, rows: dict[str, list[tuple[str, str]]]) -> str:
 
 
 def _ci(row: dict, protocol: str) -> str:
-    low, high = row[f"{protocol}/NDCG@10 ci"]
-    return f"[{100 * low:.2f}, {100 * high:.2f}]"
+    low, high, resampled = row[f"{protocol}/NDCG@10 ci"]
+    return f"[{100 * low:.2f}, {100 * high:.2f}] {resampled}"
 
 
 def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: float,
-             extra: list[str] | None = None, timing: str = "") -> str:
-    """The report: one table per protocol, then costs and speed-ups."""
+             extra: list[str] | None = None, timing: str = "", budget: list[str] | None = None) -> str:
+    """The report: one table per protocol, the paired comparisons (`extra`), the training budget
+    (budget.budget_lines) and the wall times; never a speed ratio computed from wall times."""
     lines = [f"# Reproduction on {dataset}, preset `{preset}`", "",
              f"Teacher depth {plan.teacher_depth}, student depth {plan.student_depth}, B = {plan.blocks}, "
              f"config preset `{plan.config_preset}`, seeds {list(plan.seeds)} (mean ± std over seeds"
@@ -217,32 +227,27 @@ def markdown(table: list[dict], dataset: str, preset: str, plan: Plan, wall_s: f
                 if plan.shared_teacher else "")
              + (f"; the three ablation rows with the first {plan.ablation_seeds} seed(s) only"
                 if plan.ablation_seeds else "") + "). "
-             f"Test split, metrics in percent. The CI column resamples test users (1,000 draws) "
-             f"of each user's NDCG@10 averaged over the row's seeds. This report took {wall_s / 60:.1f} min to "
+             "Test split, metrics in percent. The CI column is a 95% bootstrap CI of NDCG@10 (1,000 draws) and "
+             "says what it resamples: a row of several seeds resamples its training seeds and the test users "
+             "(hierarchical bootstrap), a row of one seed the test users only (no training noise). "
+             f"The training budget of every row is below. This report took {wall_s / 60:.1f} min to "
              f"make (finished runs are reused). {timing}", ""]
     for protocol, title in (("full", "Full ranking over all items (primary)"),
                             ("sampled", "Sampled 1 + 999 negatives (the paper's protocol)")):
-        lines += [f"## {title}", "", "| model | seeds | " + " | ".join(METRICS) + " | NDCG@10 95% CI over users |",
+        lines += [f"## {title}", "", "| model | seeds | " + " | ".join(METRICS) + " | NDCG@10 95% CI, resamples |",
                   "|---" * (len(METRICS) + 3) + "|"]
         lines += [f"| {r['model']} | {r['seeds']} | " + " | ".join(_cell(r, f"{protocol}/{m}") for m in METRICS)
                   + " | " + _ci(r, protocol) + " |" for r in table]
         lines.append("")
-    lines += extra or []
-    lines += ["## Cost", "", "Wall seconds of each run as it happened (training excludes its validation passes; inference "
-              "is the test evaluation of every user, both protocols). Runs that shared the machine with other "
-              "work are slower, so for controlled speed ratios use `slmrec bench`.", "",
+    lines += (extra or []) + (budget or [])
+    lines += ["## Wall times", "", ("Wall seconds of each run as it happened (training excludes its validation passes; "
+              "inference is the test evaluation of every user, both protocols), mean over seeds. They were measured "
+              "as the runs happened, on a machine that other work may have shared, so no speed ratio is drawn "
+              "from them: controlled speed ratios come from `slmrec bench` (medians of interleaved rounds on a "
+              "stated machine, docs/performance.md)."), "",
               "| model | parameters at inference | train s / epoch | inference s |", "|---|---|---|---|"]
-    for r in table:
-        if "params" in r:
-            lines.append(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['train_s_per_epoch']:.1f} | "
-                         f"{r['inference_s']:.1f} |")
-    teacher = next((r for r in table if "(teacher)" in r["model"]), None)
-    student = next((r for r in table if r["model"].endswith("(all)")), None)
-    if teacher and student:
-        lines += ["", f"From these wall times, student ({student['model']}) over teacher: training "
-                      f"{teacher['train_s_per_epoch'] / student['train_s_per_epoch']:.2f}x faster per epoch, "
-                      f"inference {teacher['inference_s'] / student['inference_s']:.2f}x faster, "
-                      f"{student['params'] / teacher['params']:.2f}x the parameters at inference."]
+    lines += [f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['train_s_per_epoch']:.1f} | {r['inference_s']:.1f} |"
+              for r in table if "params" in r]
     return "\n".join(lines) + "\n"
 
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from app import datasets, launch, layers, results, stats
-from core.results.compare import CompareError, pair_seeds
 from core.config import apply_preset, block_pairs, to_dict
 from core.data.errors import DataError
 from core.eval.metrics import per_user_metric
 from core.eval.stats import bootstrap_ci
+from core.results.compare import CompareError, pair_seeds
 from core.store.paths import Paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +27,20 @@ def test_metric_table_per_run_and_protocol_uses_core_statistics():
     assert table.loc["a", "users"] == 4 and table.loc["a", "seeds"] == 1
     core = bootstrap_ci(per_user_metric(np.array([0, 1, 20, 30]), "HR@10"), resamples=200)
     assert (table.loc["a", "ci_low"], table.loc["a", "ci_high"]) == (core.low, core.high)  # one implementation
+
+
+def test_metric_table_of_a_seed_group_resamples_seeds_when_they_disagree():
+    users = np.arange(100)
+    ranks = pd.DataFrame({"run_id": np.repeat(["s0", "s1", "s2"], 100), "model": "teacher", "protocol": "full",
+                          "user_id": np.tile(users, 3),
+                          "rank": np.concatenate([np.zeros(100), users % 2 * 50, np.full(100, 50)]).astype(int)})
+    group = pd.DataFrame({"run_id": ["s0", "s1", "s2"], "unit": "g"})
+    table = stats.metric_table(ranks, "HR@10", group, resamples=200).iloc[0]
+    assert table["value"] == 0.5 and table["seeds"] == 3 and table["ci_over"] == "seeds and users"
+    users_only = bootstrap_ci(np.array([2 / 3, 1 / 3] * 50), resamples=200)  # each user's HR@10 over seeds
+    assert table["ci_high"] - table["ci_low"] > 3 * (users_only.high - users_only.low)
+    single = stats.metric_table(ranks, "HR@10", resamples=200).set_index("run_id")
+    assert (single["ci_over"] == "users").all()
 
 
 def test_seed_groups_follow_run_references():

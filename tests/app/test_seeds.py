@@ -72,7 +72,8 @@ def test_paired_verdicts_planted_difference_and_identical_runs(seeded, open_page
     root, ids = seeded
     app = _pair(_results(open_page, ids, ["better", "base", "same"]), root, ids, "better", "base")
     paired = _table(app, "verdict")
-    assert list(paired["seeds"]) == ["seed 0", "seed 1", "seed 2", "all 3 (user means)"] * 2  # full, sampled
+    assert list(paired["seeds"]) == ["seed 0", "seed 1", "seed 2", "all 3 seeds"] * 2  # full, sampled
+    assert list(paired["resamples"]) == ["users"] * 3 + ["seeds and users"] + ["users"] * 3 + ["seeds and users"]
     assert (paired["verdict"] == "significant").all() and (paired["95% CI low"] > 0).all()
     assert list(paired["difference"][:4]) == pytest.approx([0.75, 0.5, 0.25, 0.5])  # 1 - 0.25, 1 - 0.5, ...
     assert (paired["users"] == 40).all()
