@@ -148,7 +148,7 @@ def metric_bars(table: pd.DataFrame, metric: str) -> go.Figure:
     fig.update_xaxes(showticklabels=True, tickangle=0, automargin=True)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1] + " ranking"))
     fig.update_layout(showlegend=False)  # each bar is named under it
-    return _layout(fig, f"{metric} with 95% bootstrap intervals (test users)", height=HEIGHT + 60 * len(order))
+    return _layout(fig, f"{metric} with 95% bootstrap intervals (test users; seeds too where a row has several)", height=HEIGHT + 60 * len(order))
 
 
 def parallel_coordinates(frame: pd.DataFrame, dims: list[str], target: str) -> go.Figure:
