@@ -7,7 +7,7 @@ import torch
 
 from core.jobs import execution, planning
 from core.store import runs as run_store
-from core.config import BackboneConfig, apply_preset
+from core.config import BackboneConfig, ConfigError, apply_preset
 from core.models.backbone import load_backbone
 from core.stages.analysis import prompt_texts, sample_users, text_states
 from core.eval.similarity import block_influence
@@ -118,7 +118,10 @@ def test_too_few_users_and_bad_runs_are_refused(project):
     (run_id,) = planning.plan(paths, tiny("analysis", analysis={"users": 3}))
     state = execution.execute(paths, run_id)
     assert state["status"] == "failed" and "at least 4 users" in state["error"] and "got 3" in state["error"]
-    (run_id,) = planning.plan(paths, tiny("analysis", analysis={"run": "20260101-000000-000000-teacher-ffffff"}))
+    missing = tiny("analysis", analysis={"run": "20260101-000000-000000-teacher-ffffff"})
+    with pytest.raises(ConfigError, match="analysis.run: no run '20260101-000000-000000-teacher-ffffff'"):
+        planning.plan(paths, missing)  # refused before it is queued
+    run_id, _ = planning.submit(paths, missing)  # queued without the plan's check: the stage refuses it too
     state = execution.execute(paths, run_id)
     assert state["status"] == "failed" and "no run '20260101-000000-000000-teacher-ffffff'" in state["error"]
 
