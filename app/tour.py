@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import context, figures, labels, layers, launch, live, queries, results, stats, tour_text, widgets
+from app import (context, figures, known_answer, labels, layers, launch, live, queries, results, stats, tour_text,
+                 widgets)
 from core.jobs import planning
 from core.jobs.specs import PipelineSpecs
 from core.config import RunSpec, apply_preset, to_dict
@@ -113,6 +114,8 @@ def render_cell(t: Tour, cell: int, title: str, text: str, formula: str = "", af
         st.latex(formula)
     if after:
         st.markdown(after)
+    if cell in KNOWN_ANSWER_CELLS:
+        _known_answer(t, cell)
     shown, specs = cell_specs(t, cell)
     with st.expander("Settings this cell uses"):
         st.json(shown)
@@ -123,6 +126,34 @@ def render_cell(t: Tour, cell: int, title: str, text: str, formula: str = "", af
         context.store().refresh(force=True)
         st.toast(f"Queued or reused {len(ids)} run(s); the worker picks them up.")
     live.section(_output, lambda: _moving(t, cell), t, cell, every=3)  # a timer only while its runs move
+
+
+KNOWN_ANSWER_CELLS = (3, 5)  # depth and distillation: where a dataset with a known answer teaches most
+
+
+def _known_answer(t: Tour, cell: int) -> None:
+    """On the known-answer dataset, its best possible score; elsewhere, a button that switches to it."""
+    best = known_answer.oracle(t.paths) if t.settings.dataset == known_answer.NAME else None
+    if best:
+        st.info(tour_text.KNOWN_ANSWER_ON.format(ndcg=100 * best["NDCG@10"], hr=100 * best["HR@10"]),
+                icon=":material/target:")
+        return
+    st.info(tour_text.KNOWN_ANSWER_OFFER, icon=":material/target:")
+    st.button("Use the known-answer dataset", key=f"tour_known_answer_{cell}", icon=":material/science:",
+              on_click=_use_known_answer, args=(t.paths,))
+    error = st.session_state.pop("tour_known_answer_error", None)
+    if error:
+        st.error(error, icon=":material/error:")
+
+
+def _use_known_answer(paths: Paths) -> None:
+    """Make the known-answer dataset (about a second) and switch the Tour to it."""
+    try:
+        known_answer.make(paths)
+    except (ValueError, OSError) as exc:  # a foreign folder of that name, or a full disk
+        st.session_state["tour_known_answer_error"] = f"Cannot make {known_answer.NAME}: {exc}"
+        return
+    st.session_state["tour_dataset"] = known_answer.NAME
 
 
 def _moving(t: Tour, cell: int) -> bool:

@@ -79,3 +79,19 @@ TINY_NOTE = ("**Size tiny: a random 8-layer model.** It runs in seconds and show
 SPECS_NOTE = ("`distill.teacher_states: cached`: the frozen teacher's aligned states are computed once per run and "
               "reused every step (`live` recomputes them; the same loss to bf16 rounding). `backbone.base`: the "
               "pretrained LLM whose first layers are kept.")
+
+KNOWN_ANSWER_OFFER = """
+**A known answer.** On real data the effect of depth is small and its noise large. The synthetic
+dataset **synth-induction2** plants a rule that needs depth, two-hop induction (the next item is the
+one that followed the previous occurrence of the item that followed the current one's previous
+occurrence), and its best possible score is known exactly: the generator's oracle. The button makes
+it here in about a second and switches the Tour to it; what depth and distillation did on it is in
+docs/results/depth-and-distillation.md.
+"""
+
+KNOWN_ANSWER_ON = """
+**Known answer.** The best possible score on this dataset is test NDCG@10 **{ndcg:.1f}%** (HR@10
+{hr:.1f}%): the generator's exact oracle. Its targets are mostly items of the user's own history, so
+full ranking keeps the history here (rec.mask_history off). docs/results/depth-and-distillation.md
+reports what depth and distillation did on it at the cpu-quick budget, with 3 seeds.
+"""

@@ -18,13 +18,33 @@ def test_tour(shared, open_page):
     app = open_page("tour")
     _no_errors(app)
     assert [h.value[:3] for h in app.header] == [f"[{i}]" for i in range(1, 6)]
-    assert [b.key for b in app.button] == [f"tour_run_{i}" for i in range(1, 6)]
+    assert [b.key for b in app.button if b.key.startswith("tour_run")] == [f"tour_run_{i}" for i in range(1, 6)]
+    # the depth (3) and distillation (5) cells offer the known-answer dataset
+    assert [b.key for b in app.button if "known" in b.key] == ["tour_known_answer_3", "tour_known_answer_5"]
     assert len([i for i in app.info if "Press **Run**" in i.value]) == 5  # each cell says what to do
     assert any("random 8-layer model" in i.value for i in app.info)  # no SmolLM2 here: the tiny size is said
     assert all("random model: mechanics only" in m.value for m in app.markdown if m.value.startswith("Output"))
     method = next(e for e in app.expander if "docs/method.md" in e.label)
     assert any("Where this project differs" in m.value for m in method.markdown)
     assert not any("PAPER.md" in m.value for m in app.markdown)
+
+
+def test_the_known_answer_button_makes_the_dataset_and_switches_the_tour_to_it(fresh, open_page):
+    from app import known_answer
+    from core.store.paths import Paths
+
+    root, _ = fresh
+    app = open_page("tour")
+    app.button(key="tour_known_answer_3").click().run()
+    _no_errors(app)
+    assert app.selectbox(key="tour_dataset").value == known_answer.NAME
+    assert known_answer.present(Paths(root)) and (root / "data" / "prepared").is_dir()
+    best = known_answer.oracle(Paths(root))
+    said = [i.value for i in app.info if i.value.strip().startswith("**Known answer.**")]
+    assert len(said) == 2 and f"NDCG@10 **{100 * best['NDCG@10']:.1f}%**" in said[0]
+    assert not [b for b in app.button if "known" in b.key]  # on that dataset the cells show its answer instead
+    settings = [e for e in app.expander if e.label == "Settings this cell uses"][2]
+    assert settings.json[1].value.count('"mask_history": false') == len(settings.json[1].value.split('"kind"')) - 1
 
 
 def test_data(shared, open_page, figures):
