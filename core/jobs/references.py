@@ -5,7 +5,7 @@ teacher's data, base model and prompt, with blocks that divide both depths. A mi
 
 from __future__ import annotations
 
-from core.config import ConfigError, RunSpec, check_blocks, from_dict, teacher_mismatch
+from core.config import ConfigError, RunSpec, check_blocks, from_dict, teacher_mismatch, valid_blocks
 from core.store import runs as run_store
 from core.store.paths import Paths
 
@@ -22,6 +22,11 @@ def referenced_spec(paths: Paths, field: str, run_id: str, hint: str = LISTED) -
 
 def check_references(paths: Paths, spec: RunSpec) -> None:
     """Refuse a spec whose named runs do not exist or are of the wrong kind (drop.run: core/jobs/drop_plan.py)."""
+    depth, blocks = spec.backbone.depth, spec.distill.blocks
+    if spec.kind == "student" and not spec.distill.teacher_run and depth % blocks:
+        raise ConfigError(f"distill.blocks: B={blocks} must divide the student depth {depth} (a student without a "
+                          "teacher uses B only to place its multiple-supervision heads); valid B: "
+                          + ", ".join(map(str, valid_blocks(depth, depth))))
     named = [("sasrec_run", spec.sasrec_run, ("sasrec",))]
     if spec.kind == "student":
         named.append(("distill.teacher_run", spec.distill.teacher_run, ("teacher",)))

@@ -101,3 +101,11 @@ def test_mask_history_is_an_on_off_option(project, capsys):
     with pytest.raises(SystemExit):
         main(["--root", str(project), "submit", "teacher", "--mask-history", "maybe"])
     assert "expected on or off, got 'maybe'" in capsys.readouterr().err
+
+
+def test_a_student_without_teacher_needs_blocks_that_divide_its_depth(project, capsys):
+    code, _, err = slmrec(project, capsys, "submit", "student", "--student-layers", "1", "--blocks", "2",
+                          "--lambda-cos", "0", "--lambda-norm", "0", "--lambda-sup", "0", *TINY)
+    assert code == 2 and "distill.blocks: B=2 must divide the student depth 1 (a student without a teacher" in err
+    assert err.rstrip().endswith("valid B: 1")
+    assert queued(project) == []
