@@ -1,9 +1,9 @@
 """The options of `slmrec run` and `slmrec submit`, and the spec they make.
 
 Run options map one-to-one onto spec fields (the OPTIONS table), applied on top of `--preset`;
-`--spec FILE` reads a whole spec from JSON. The two depth flags each have one meaning: the
-teacher's depth (`--teacher-depth`) and the student's (`--student-layers`), each refused on a stage
-that has no such run.
+`--spec FILE` reads a whole spec from JSON (its values type-checked, errors naming the file). The
+two depth flags each have one meaning: the teacher's depth (`--teacher-depth`) and the student's
+(`--student-layers`), each refused on a stage that has no such run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core.config import PRESETS, ConfigError, RunSpec, apply_preset, from_dict
 from core.jobs.launch import Nodes
+
 
 def on_off(text: str) -> bool:
     """A yes/no option: on, off, true, false, yes, no, 1 or 0."""
