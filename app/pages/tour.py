@@ -1,10 +1,8 @@
 """Tour: the method as a notebook: five numbered cells, each with its settings, a Run button and live output."""
 
-from dataclasses import replace
-
 import streamlit as st
 
-from app import context, datasets, known_answer, launch, tour, tour_text, widgets
+from app import context, datasets, launch, tour, tour_text, widgets
 
 st.title("Tour: how deep must the LLM be?")
 st.markdown(tour_text.INTRO)
@@ -29,8 +27,6 @@ settings = launch.defaults(size, dataset)
 if settings.base not in bases:
     st.warning("SmolLM2-135M is not on this machine (`slmrec fetch`); the cells use the tiny random model.")
     settings = launch.defaults(tour.SIZES[0], dataset)
-if dataset == known_answer.NAME:  # its targets are history items: full ranking keeps the history
-    settings = replace(settings, mask_history=known_answer.MASK_HISTORY)
 if settings.base == "tiny":
     st.info(tour_text.TINY_NOTE, icon=":material/science:")
 config = launch.model_config(paths, settings.base)
