@@ -22,11 +22,6 @@ def referenced_spec(paths: Paths, field: str, run_id: str, hint: str = LISTED) -
 
 def check_references(paths: Paths, spec: RunSpec) -> None:
     """Refuse a spec whose named runs do not exist or are of the wrong kind (drop.run: core/jobs/drop_plan.py)."""
-    depth, blocks = spec.backbone.depth, spec.distill.blocks
-    if spec.kind == "student" and not spec.distill.teacher_run and depth % blocks:
-        raise ConfigError(f"distill.blocks: B={blocks} must divide the student depth {depth} (a student without a "
-                          "teacher uses B only to place its multiple-supervision heads); valid B: "
-                          + ", ".join(map(str, valid_blocks(depth, depth))))
     named = [("sasrec_run", spec.sasrec_run, ("sasrec",))]
     if spec.kind == "student":
         named.append(("distill.teacher_run", spec.distill.teacher_run, ("teacher",)))
@@ -40,9 +35,22 @@ def check_references(paths: Paths, spec: RunSpec) -> None:
         if header.get("kind") not in kinds:
             raise ConfigError(f"{field}: run '{run_id}' is a {header.get('kind')} run; expected a "
                               f"{' or '.join(kinds)} run ({LISTED})")
-        if field == "distill.teacher_run":
-            teacher = from_dict(header["spec"])
-            check_blocks(teacher.backbone.depth, spec.backbone.depth, spec.distill.blocks)
-            difference = teacher_mismatch(teacher, spec)
-            if difference:
-                raise ConfigError(f"distill.teacher_run: teacher '{run_id}' differs from this student in {difference}")
+    if spec.kind == "student":
+        _check_student(paths, spec)
+
+
+def _check_student(paths: Paths, spec: RunSpec) -> None:
+    """Blocks that divide both depths (the student's alone without a teacher), and the teacher's data,
+    base model and prompt."""
+    depth, blocks, teacher_run = spec.backbone.depth, spec.distill.blocks, spec.distill.teacher_run
+    if not teacher_run:
+        if depth % blocks:
+            raise ConfigError(f"distill.blocks: B={blocks} must divide the student depth {depth} (a student without "
+                              "a teacher uses B only to place its multiple-supervision heads); valid B: "
+                              + ", ".join(map(str, valid_blocks(depth, depth))))
+        return
+    teacher = from_dict(referenced_spec(paths, "distill.teacher_run", teacher_run)["spec"])
+    check_blocks(teacher.backbone.depth, depth, blocks)
+    difference = teacher_mismatch(teacher, spec)
+    if difference:
+        raise ConfigError(f"distill.teacher_run: teacher '{teacher_run}' differs from this student in {difference}")
