@@ -7,6 +7,7 @@ the field, the value and what was expected, instead of failing later inside a ru
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
@@ -20,12 +21,19 @@ def checked_values(cls: type, values: Any, where: str) -> dict[str, Any]:
     """`values` as the keyword arguments of `cls`: known keys only, each of its field's type."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected an object of settings, got {_shown(values)}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
+    hints = _hints(cls)
+    known = list(hints)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
     return {name: _value(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Each field's declared type, resolved once per class (resolving the annotations is the slow part)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:
