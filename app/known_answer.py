@@ -12,8 +12,7 @@ from __future__ import annotations
 from core.config import DataConfig
 from core.data.prepare import prepare
 from core.data.synth_config import SynthConfig
-from core.data.synthetic import files, generate, same_settings
-from core.store.atomic import read_json
+from core.data.synthetic import ensure, generated_sidecar
 from core.store.paths import Paths
 
 NAME = "synth-markov5"
@@ -24,21 +23,18 @@ REPORT = "docs/results/depth-and-distillation.md"
 
 def present(paths: Paths) -> bool:
     """Whether data/raw/<NAME>/ holds this dataset, generated with exactly these settings."""
-    return same_settings(paths.raw / NAME, NAME, SETTINGS)
+    return generated_sidecar(paths.raw / NAME, NAME, SETTINGS) is not None
 
 
 def make(paths: Paths) -> None:
-    """Generate the dataset (unless present) and prepare it, as `slmrec data synth` does."""
-    folder = paths.raw / NAME
-    if folder.is_dir() and any(folder.iterdir()) and not present(paths):
-        raise ValueError(f"{folder} holds another dataset; move it away to make the known-answer dataset")
-    if not present(paths):
-        generate(SETTINGS, folder, NAME)
+    """Generate the dataset (unless present) and prepare it, as `slmrec data synth` does; DataError when
+    data/raw/<NAME>/ holds something else."""
+    ensure(SETTINGS, paths.raw / NAME, NAME)
     prepare(DataConfig(dataset=NAME), paths.data_root)
 
 
 def oracle(paths: Paths) -> dict[str, float] | None:
     """The best possible test metrics (the generator's exact oracle, full ranking with the history
     masked, as the runs rank), or None if the dataset is absent."""
-    sidecar = read_json(files(paths.raw / NAME, NAME)["rule"]) if present(paths) else None
+    sidecar = generated_sidecar(paths.raw / NAME, NAME, SETTINGS)
     return sidecar["oracle"]["test"] if sidecar else None

@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import (context, figures, known_answer, labels, layers, launch, live, queries, results, stats, tour_text,
                  widgets)
+from core.data.errors import DataError
 from core.jobs import planning
 from core.jobs.specs import PipelineSpecs
 from core.config import RunSpec, apply_preset, to_dict
@@ -150,7 +151,7 @@ def _use_known_answer(paths: Paths) -> None:
     """Make the known-answer dataset (about a second) and switch the Tour to it."""
     try:
         known_answer.make(paths)
-    except (ValueError, OSError) as exc:  # a foreign folder of that name, or a full disk
+    except (DataError, OSError) as exc:  # a foreign folder of that name, or a full disk
         st.session_state["tour_known_answer_error"] = f"Cannot make {known_answer.NAME}: {exc}"
         return
     st.session_state["tour_dataset"] = known_answer.NAME

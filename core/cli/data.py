@@ -86,33 +86,27 @@ def _add_synth_parser(data_subparsers) -> None:
 
 
 def _folder(args, name: str):
-    from core.data.synthetic import files  # noqa: PLC0415
-
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise UserError(f"--name {name!r}: expected a plain folder name (letters, digits, '.', '_', '-')")
     paths = paths_from(args)
-    folder = paths.raw / name
-    ours = {p.name for p in files(folder, name).values()}
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours) if folder.is_dir() else []
-    if foreign:
-        raise UserError(f"{folder} already holds other files ({', '.join(foreign)}); pick another --name")
-    return paths, folder
+    return paths, paths.raw / name
 
 
 def cmd_data_synth(args) -> int:
     from core.config import ConfigError, DataConfig  # noqa: PLC0415
     from core.data.errors import DataError  # noqa: PLC0415
     from core.data.prepare import prepare  # noqa: PLC0415
-    from core.data.synthetic import SynthConfig, files, generate, same_settings, validate  # noqa: PLC0415
+    from core.data.synthetic import SynthConfig, ensure, files, validate  # noqa: PLC0415
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)}
     cfg = SynthConfig(**{name: value for name, value in given.items() if value is not None})
     validate(cfg)  # ConfigError: printed by the CLI
     paths, folder = _folder(args, args.name)
     started = time.perf_counter()
-    generated = args.force or not same_settings(folder, args.name, cfg)
-    if generated:
-        generate(cfg, folder, args.name)
+    try:
+        generated = ensure(cfg, folder, args.name, force=args.force)
+    except DataError as exc:
+        raise UserError(f"{exc} (--name)") from exc
     generate_s = time.perf_counter() - started
     try:
         prepared = prepare(DataConfig(dataset=args.name, **({"kcore": args.kcore} if args.kcore is not None else {})),

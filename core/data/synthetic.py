@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.data.cache import read_json, write_json, write_parquet
+from core.data.errors import DataError
 from core.data.oracle import applies, oracle_metrics
 from core.data.rules import Rule, make_rule
 from core.data.sequences import Ragged
@@ -150,12 +151,32 @@ def generate(cfg: SynthConfig, folder: Path, name: str) -> dict:
     return sidecar
 
 
-def same_settings(folder: Path, name: str, cfg: SynthConfig) -> bool:
-    """Whether `folder` already holds this dataset generated with exactly these settings (a sidecar
-    written before a setting existed stands for that setting's legacy value, e.g. rule markov)."""
+def generated_sidecar(folder: Path, name: str, cfg: SynthConfig) -> dict | None:
+    """The sidecar of `folder` when it holds this dataset generated with exactly these settings (a sidecar
+    written before a setting existed stands for that setting's legacy value, e.g. rule markov), else None."""
     paths = files(Path(folder), name)
     sidecar = read_json(paths["rule"])
     settings = sidecar.get("settings") if sidecar is not None else None
-    return (isinstance(settings, dict) and {**LEGACY_DEFAULTS, **settings} == dataclasses.asdict(cfg)
+    same = (isinstance(settings, dict) and {**LEGACY_DEFAULTS, **settings} == dataclasses.asdict(cfg)
             and all(os.path.isfile(p) for p in paths.values()))
+    return sidecar if same else None
+
+
+def same_settings(folder: Path, name: str, cfg: SynthConfig) -> bool:
+    """Whether `folder` already holds this dataset generated with exactly these settings."""
+    return generated_sidecar(folder, name, cfg) is not None
+
+
+def ensure(cfg: SynthConfig, folder: Path, name: str, force: bool = False) -> bool:
+    """Generate the dataset into `folder` unless it already holds it (or `force`); whether it generated.
+    DataError when the folder holds files of something else."""
+    ours = {p.name for p in files(Path(folder), name).values()}
+    foreign = sorted(p.name for p in Path(folder).iterdir() if p.name not in ours) if Path(folder).is_dir() else []
+    if foreign:
+        raise DataError(f"{folder} already holds other files ({', '.join(foreign)}); pick another name")
+    if force or not same_settings(folder, name, cfg):
+        generate(cfg, folder, name)
+        return True
+    return False
+
 
