@@ -42,11 +42,10 @@ def plan(paths: Paths, spec: RunSpec, reuse: bool = True) -> list[str]:
     ids: list[str] = []
     if spec.kind == "drop":
         return plan_drop(paths, spec, reuse)
-    check_references(paths, spec)
-    if spec.kind == "student" and spec.distill.teacher_run and not spec.sasrec_run:
+    named = check_references(paths, spec)
+    if "distill.teacher_run" in named and not spec.sasrec_run:
         # a student reads the same frozen item table as its teacher
-        teacher = run_store.read_spec(paths.runs, spec.distill.teacher_run)["spec"]
-        spec = replace(spec, sasrec_run=teacher.get("sasrec_run", ""))
+        spec = replace(spec, sasrec_run=named["distill.teacher_run"]["spec"].get("sasrec_run", ""))
     if spec.kind in ("teacher", "student", "sweep") and not spec.sasrec_run:
         parent, _ = submit(paths, sasrec_parent(spec), reuse=reuse)
         ids.append(parent)

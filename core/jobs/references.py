@@ -20,36 +20,39 @@ def referenced_spec(paths: Paths, field: str, run_id: str, hint: str = LISTED) -
         raise ConfigError(f"{field}: {exc}; {hint}") from exc
 
 
-def check_references(paths: Paths, spec: RunSpec) -> None:
-    """Refuse a spec whose named runs do not exist or are of the wrong kind (drop.run: core/jobs/drop_plan.py)."""
+def check_references(paths: Paths, spec: RunSpec) -> dict[str, dict]:
+    """Refuse a spec whose named runs do not exist or are of the wrong kind (drop.run: core/jobs/drop_plan.py);
+    the spec.json of each named run, by field."""
     named = [("sasrec_run", spec.sasrec_run, ("sasrec",))]
     if spec.kind == "student":
         named.append(("distill.teacher_run", spec.distill.teacher_run, ("teacher",)))
     if spec.kind == "analysis":
         named += [("analysis.run", spec.analysis.run, ("teacher", "student")),
                   ("analysis.against", spec.analysis.against, ("teacher", "student"))]
+    headers = {}
     for field, run_id, kinds in named:
         if not run_id:
             continue
-        header = referenced_spec(paths, field, run_id)
-        if header.get("kind") not in kinds:
-            raise ConfigError(f"{field}: run '{run_id}' is a {header.get('kind')} run; expected a "
+        headers[field] = referenced_spec(paths, field, run_id)
+        if headers[field].get("kind") not in kinds:
+            raise ConfigError(f"{field}: run '{run_id}' is a {headers[field].get('kind')} run; expected a "
                               f"{' or '.join(kinds)} run ({LISTED})")
     if spec.kind == "student":
-        _check_student(paths, spec)
+        _check_student(spec, headers.get("distill.teacher_run"))
+    return headers
 
 
-def _check_student(paths: Paths, spec: RunSpec) -> None:
+def _check_student(spec: RunSpec, teacher_header: dict | None) -> None:
     """Blocks that divide both depths (the student's alone without a teacher), and the teacher's data,
     base model and prompt."""
     depth, blocks, teacher_run = spec.backbone.depth, spec.distill.blocks, spec.distill.teacher_run
-    if not teacher_run:
+    if teacher_header is None:
         if depth % blocks:
             raise ConfigError(f"distill.blocks: B={blocks} must divide the student depth {depth} (a student without "
                               "a teacher uses B only to place its multiple-supervision heads); valid B: "
                               + ", ".join(map(str, valid_blocks(depth, depth))))
         return
-    teacher = from_dict(referenced_spec(paths, "distill.teacher_run", teacher_run)["spec"])
+    teacher = from_dict(teacher_header["spec"])
     check_blocks(teacher.backbone.depth, depth, blocks)
     difference = teacher_mismatch(teacher, spec)
     if difference:
