@@ -60,11 +60,13 @@ def _done(paths: Paths, run_ids: list[str], execute: bool) -> bool:
     if execute:
         from core.jobs.foreground import run_planned  # noqa: PLC0415 - torch loads when a run executes
 
-        if not run_planned(paths, run_ids, say=print):
-            failed = next(r for r in run_ids if run_store.read_state(paths.runs, r)["status"] != "done")
-            state = run_store.read_state(paths.runs, failed)
-            raise RuntimeError(f"run {failed} ended {state['status']}: {state.get('error')}")
-    return all(run_store.read_state(paths.runs, r)["status"] == "done" for r in run_ids)
+        run_planned(paths, run_ids, say=print)
+    states = {r: run_store.read_state(paths.runs, r) for r in run_ids}
+    unfinished = [(r, s) for r, s in states.items() if s["status"] != "done"]
+    if execute and unfinished:
+        run_id, state = unfinished[0]
+        raise RuntimeError(f"run {run_id} ended {state['status']}: {state.get('error')}")
+    return not unfinished
 
 
 def row_order(plan: Plan) -> list[str]:
