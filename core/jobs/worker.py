@@ -37,7 +37,7 @@ from core.jobs.launch import child_env
 from core.jobs.registry import alive_workers, is_alive, list_workers
 from core.jobs.scheduler import STALE_S, pid_running
 from core.store import runs as run_store
-from core.store.atomic import disk_full, write_json_atomic
+from core.store.atomic import NO_SPACE, disk_full, write_json_atomic
 from core.store.paths import Paths
 
 WORKER_BEAT_S = 2.0  # registry heartbeat interval
@@ -205,7 +205,7 @@ class Worker:
             else:
                 status = "failed"
                 tail = run_store.read_log(self.paths.runs, run_id, max_bytes=4000)
-                error = f"{exit_reason(code)}: {DISK_FULL}" if "No space left on device" in tail else exit_reason(code)
+                error = f"{exit_reason(code)}: {DISK_FULL}" if NO_SPACE in tail else exit_reason(code)
             run_store.update_state(self.paths.runs, run_id, status=status, phase=status, error=error, pid=None, eta_s=0)
             scheduler.log(self.paths, run_id, f"{status}: {error}")
             self.say(f"{run_id}: {status}: {error}")

@@ -126,6 +126,9 @@ def file_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+NO_SPACE = "No space left on device"  # the OS's words for ENOSPC, in messages and logs
+
+
 def disk_full(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is a full disk: an OSError ENOSPC, or a library's wrapped
     report of one (safetensors raises its own error with the OS message in its text)."""
@@ -133,7 +136,7 @@ def disk_full(exc: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
             return True
-        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+        if NO_SPACE in str(seen) or "StorageFull" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
