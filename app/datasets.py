@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from core.data.errors import DataError
+from core.data import stats as data_stats
 from core.data.sources import FORMATS, detect_format, resolve_source
 from core.store.atomic import write_bytes_atomic
 from core.store.paths import Paths
@@ -37,10 +38,11 @@ VERSION_HELP = ("A run prepares the raw file with its data settings (k-core filt
 def short_lists_note(stats: dict) -> str | None:
     """What short sampled candidate lists mean, and the Launch form field that avoids them (None: none are short)."""
     candidates = stats.get("candidates", {})
-    if not any(candidates.get("short_negative_lists", {}).values()):
+    short = candidates.get("short_negative_lists", {})
+    if not any(short.values()):
         return None
-    return candidates["note"].replace("Set data.n_negatives lower", "Lower **Sampled negatives per user** on "
-                                      "the Launch form")
+    return data_stats.short_lists_note(candidates["n_negatives"], stats.get("items"), max(short.values()),
+                                       setting="Set **Sampled negatives per user** on the Launch form")
 
 
 def list_datasets(paths: Paths) -> list[str]:

@@ -40,12 +40,16 @@ def candidate_stats(n_negatives: int, n_items: int, short: dict[str, int]) -> di
     (fewer unseen items than n_negatives: each unseen item once, the rest padding), and a note when any do."""
     out: dict[str, Any] = {"n_negatives": int(n_negatives), "short_negative_lists": dict(short)}
     if any(short.values()):
-        out["note"] = (f"data.n_negatives is {n_negatives} but {max(short.values())} users have fewer unseen items "
-                       f"than that among the {n_items} items; they are ranked against each of their unseen items "
-                       "once (a shorter list, so their sampled metrics are easier than with a full one; full "
-                       "ranking is unaffected). Set data.n_negatives lower (e.g. 99) for equal lists, or read the "
-                       "full-ranking metrics.")
+        out["note"] = short_lists_note(n_negatives, n_items, max(short.values()))
     return out
+
+
+def short_lists_note(n_negatives: int, n_items: int, users: int, setting: str = "Set data.n_negatives") -> str:
+    """What `users` short sampled lists mean; `setting` names where the user lowers n_negatives."""
+    return (f"data.n_negatives is {n_negatives} but {users} users have fewer unseen items than that among the "
+            f"{n_items} items; they are ranked against each of their unseen items once (a shorter list, so their "
+            "sampled metrics are easier than with a full one; full ranking is unaffected). "
+            f"{setting} lower (e.g. 99) for equal lists, or read the full-ranking metrics.")
 
 
 def stats(prepared: PreparedData) -> dict[str, Any]:
