@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import fields
@@ -39,6 +40,13 @@ def from_dict(values: Any) -> RunSpec:
     return spec
 
 
+@functools.cache
+def _speed_only() -> tuple[tuple[str, str, Any], ...]:
+    """(section, field, value it is hashed as; None: left out) of every field marked speed_only."""
+    return tuple((section, f.name, f.metadata["hashed_as"]) for section, cls in SECTIONS.items()
+                 for f in fields(cls) if f.metadata.get(SPEED_ONLY))
+
+
 def _upgraded(values: dict) -> dict:
     """Specs written by earlier versions, in today's form: train.compile was a bool."""
     train = values.get("train")
@@ -51,14 +59,11 @@ def settings_hash(spec: RunSpec) -> str:
     """A short hash of everything that changes a run's result: not the name, not speed-only fields."""
     payload = to_dict(spec)
     payload.pop("name")
-    for section, cls in SECTIONS.items():
-        for f in fields(cls):
-            if f.metadata.get(SPEED_ONLY):
-                hashed_as = f.metadata["hashed_as"]
-                if hashed_as is None:
-                    payload[section].pop(f.name)
-                else:
-                    payload[section][f.name] = hashed_as
+    for section, name, hashed_as in _speed_only():
+        if hashed_as is None:
+            payload[section].pop(name)
+        else:
+            payload[section][name] = hashed_as
     if spec.kind != "sweep":
         payload.pop("depths")
     if spec.kind != "drop":
