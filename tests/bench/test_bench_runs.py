@@ -153,9 +153,41 @@ def test_host_benchmark_counts_operators_per_step(monkeypatch):
     assert train["ops_per_step"] > rows["host_student_train"]["ops_per_step"] > infer["ops_per_batch"]
     assert infer["ops_per_batch"] > rows["host_student_inference"]["ops_per_batch"] > 0
     assert 0 < train["computing_ops_per_step"] < train["ops_per_step"]
+    # two norms per layer and the final one, as many in a step as in a batch; each is one operator
+    # each way when fused, so the fused count is lower by the decomposition's length less two
+    assert train["rms_norm_calls_per_step"] == infer["rms_norm_calls_per_batch"] == 2 * 3 + 1
+    assert train["ops_with_fused_rms_norm_per_step"] == (train["ops_per_step"] - train["ops_in_cpu_rms_norm_per_step"]
+                                                         + 2 * train["rms_norm_calls_per_step"])
+    assert 0 < infer["ops_in_cpu_rms_norm_per_batch"] < train["ops_in_cpu_rms_norm_per_step"]
+    assert 0 < train["attention_ms_per_step"] < train["ms_per_step"]
+    assert train["max_per_s_at_256_less_attention"] == pytest.approx(
+        256e3 / (train["ms_per_step"] - train["attention_ms_per_step"]))
     assert train["max_per_s_at_256"] == pytest.approx(256e3 / train["ms_per_step"])  # of the median
     low, high = infer["ms_per_batch_range"]
     assert low <= infer["ms_per_batch"] <= high and infer["repeats"] == train["repeats"] == 2
+
+
+def _norm_then_scaled(x: torch.Tensor, norm: bool) -> None:
+    y = x * 2
+    if norm:
+        y = torch.nn.functional.rms_norm(y, (y.shape[-1],), None, 1e-5)
+    (y * 3).sum().backward()
+
+
+def test_host_benchmark_attributes_the_operators_of_rms_norm_forward_and_backward():
+    from bench import host
+
+    x = torch.randn(4, 18, dtype=torch.bfloat16, requires_grad=True)
+    with host._Counts() as with_norm:
+        _norm_then_scaled(x, norm=True)
+    with host._Counts() as without:
+        _norm_then_scaled(x, norm=False)
+    ops = with_norm.ops
+    # what is not the norm's is exactly the same computation without it: the forward and the backward
+    # operators of its decomposition are all attributed, and nothing around it is
+    assert with_norm.norms.calls == 1 and without.norms.calls == 0 and without.ops.in_rms_norm == 0
+    assert ops.count - ops.in_rms_norm == without.ops.count
+    assert ops.in_rms_norm > 10  # on a CPU: upcast, pow, mean, rsqrt, ... and their backward
 
 
 def test_pipeline_benchmark_reports_the_test_metrics_of_llm_stages():
