@@ -15,7 +15,8 @@ Hidden-state index convention, used everywhere in this project:
 where L = `num_layers`. `layer_indices[l - 1]` is the original (0-based) index of kept layer l.
 
 Two features the recommender needs are native here: a prompt prefix shared by every row (its keys
-and values are computed once at batch 1 and put before each row's own), and `last_position`, which
+and values are put before each row's own: computed once at batch 1 and kept without gradients, from
+one more row of the batch with them), and `last_position`, which
 runs the top layer's queries, attention output and MLP at the last position only (its earlier
 positions only supply keys and values, which nothing else reads).
 """
@@ -59,14 +60,20 @@ class RMSNorm(nn.Module):
 
 @dataclass(frozen=True)
 class Rows:
-    """How a layer's input rows (R, H) are laid out: the shared prefix's own `prefix` rows first (when
-    it runs along with the batch, so that gradients reach it), then `batch` x `time` rows. `offset`:
-    the prefix's length, which the batch's positions start after (its rows present or not)."""
+    """How a layer's input rows (R, H) are laid out: `batch` x `time` rows, after one more row of
+    `time` holding the shared prefix, left-padded, when `prefix_row` (it runs along with the batch,
+    in the same attention call, so that gradients reach it). `offset`: the prefix's length, which
+    the batch's positions start after (its row present or not)."""
 
     batch: int
     time: int
-    prefix: int = 0
+    prefix_row: bool = False
     offset: int = 0
+
+    @property
+    def prefix(self) -> int:
+        """How many of the rows come before the batch's."""
+        return self.time if self.prefix_row else 0
 
 
 class Attention(nn.Module):
@@ -80,27 +87,26 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, rope, mask: Tensor, rows: Rows, prefix: Tensor | None, top: bool,
                 last_only: bool) -> tuple[Tensor, Tensor]:
-        """(output rows, the batch's own keys and values (B, 2 nkv, T, D)) for x (R, H).
+        """(output rows, the rows' own keys and values (rows, 2 nkv, T, D)) for x (R, H).
 
-        Output rows as the input's, less the prefix's at the `top` layer (nothing reads them) and
-        only each row's last position with `last_only`. `prefix` (1, 2 nkv, P, D): the shared
-        prefix's keys and values when they are given rather than computed from prefix rows.
+        Output rows as the input's, less the prefix row's at the `top` layer (nothing reads them)
+        and only each row's last position with `last_only`. `prefix` (1, 2 nkv, P, D): the shared
+        prefix's keys and values when they are given rather than computed in a prefix row.
         """
         s = self.shape
         # every row's q, k and v heads, rotated at once (the v heads' rotation is the identity)
         qkv = rotate(self.qkv_proj(x).view(x.shape[0], -1, s.head_dim), *rope)  # (R, heads, D)
-        batch_rows = qkv[rows.prefix:] if rows.prefix else qkv  # a slice is an operator too
-        q, own = heads(batch_rows, rows.batch, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
-        outputs = []
-        if rows.prefix:
-            prefix_q, prefix = heads(qkv[:rows.prefix], 1, rows.prefix).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
-            if not top:
-                outputs.append(flat(attend(prefix_q, *prefix.split(s.num_kv_heads, dim=1), None)))
-        kv = own if prefix is None else torch.cat([prefix.expand(rows.batch, -1, -1, -1), own], dim=2)
+        q, own = heads(qkv, rows.batch + rows.prefix_row, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
+        if rows.prefix_row:
+            # the prefix row's keys and values fill every row's prefix slots; the mask keeps the
+            # prefix row itself to its own copy of them, so one attention call serves all rows
+            prefix = own[:1, :, -rows.offset:]
+            if top:
+                q, own, mask = q[1:], own[1:], None if mask is None else mask[1:]
+        kv = own if prefix is None else torch.cat([prefix.expand(q.shape[0], -1, -1, -1), own], dim=2)
         if last_only:
             q, mask = q[:, :, -1:], None if mask is None else mask[:, :, -1:]
-        outputs.append(flat(attend(q, *kv.split(s.num_kv_heads, dim=1), mask)))
-        return self.o_proj(outputs[0] if len(outputs) == 1 else torch.cat(outputs)), own
+        return self.o_proj(flat(attend(q, *kv.split(s.num_kv_heads, dim=1), mask))), own
 
 
 def heads(rows: Tensor, batch: int, time: int) -> Tensor:
@@ -243,9 +249,13 @@ class Decoder(nn.Module):
         index asked are not run. Under autocast the layers compute in autocast's dtype.
         """
         wanted = self._check(inputs_embeds, attention_mask, layers)
-        real = inputs_embeds.shape[0]  # rows beyond it are padding (a compiled stack's short batch)
+        real, asked_time = inputs_embeds.shape[:2]  # rows beyond `real` are padding (a compiled stack's short batch)
         if self._static_batches is not None:
             inputs_embeds, attention_mask = self._pad_batch(inputs_embeds, attention_mask)
+        if shared_prefix is not None and torch.is_grad_enabled() and shared_prefix.shape[0] > asked_time:
+            # the prefix row (see _rows) is as long as the rows: left-pad them, masked, to the prefix's length
+            extra = shared_prefix.shape[0] - asked_time
+            inputs_embeds, attention_mask = F.pad(inputs_embeds, (0, 0, extra, 0)), F.pad(attention_mask, (extra, 0))
         batch, time, hidden = inputs_embeds.shape
         device = inputs_embeds.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.norm.weight.dtype
@@ -253,9 +263,9 @@ class Decoder(nn.Module):
         keep = tuple(sorted({index for index in wanted if 0 < index <= depth}))
         with torch.autocast(device, enabled=False):  # casts are explicit (in_dtype), once per weight and step
             x = inputs_embeds.to(dtype)
-            x_rows, rows, positions, given = self._rows(x, attention_mask, shared_prefix, depth)
-            kept = self._stack(x_rows, self._rope(positions, dtype), attention_bias(attention_mask, rows.offset, dtype),
-                               rows, given, depth, keep, last_position and time > 1)
+            x_rows, rows, positions, bias, given = self._rows(x, attention_mask, shared_prefix, depth)
+            kept = self._stack(x_rows, self._rope(positions, dtype), bias, rows, given, depth, keep,
+                               last_position and time > 1)
             states = {index: state.view(batch, -1, hidden) for index, state in zip(keep, kept[:-1])}
             states[0] = x
             states[depth] = kept[-1].view(batch, -1, hidden)  # (B, 1, H) when the top layer ran at the last position
@@ -263,7 +273,9 @@ class Decoder(nn.Module):
                 states[self.num_layers + 1] = self.norm(states[depth])
         if real < batch:
             states = {index: state[:real] for index, state in states.items()}
-        return [states[index][:, -1] if last_position else states[index] for index in wanted]
+        if last_position:
+            return [states[index][:, -1] for index in wanted]
+        return [states[index][:, time - asked_time:] if time > asked_time else states[index] for index in wanted]
 
     def _check(self, inputs_embeds: Tensor, attention_mask: Tensor, layers: Sequence[int]) -> list[int]:
         wanted, top = list(layers), self.num_layers + 1
@@ -276,20 +288,28 @@ class Decoder(nn.Module):
         return wanted
 
     def _rows(self, x: Tensor, attention_mask: Tensor, shared_prefix: Tensor | None, depth: int):
-        """(input rows, their layout, each row's position, the prefix's kept keys and values or None).
+        """(input rows, their layout, each row's position, the attention mask, the prefix's kept keys
+        and values or None).
 
-        With gradients the prefix's rows run along with the batch's (one projection per layer for
-        both), so gradients reach the weights through its keys and values; without, its keys and
-        values are computed once and kept (`_kept_prefix`)."""
+        With gradients the prefix runs as one more row, left-padded to the rows' length, along with
+        the batch's (one projection and one attention call per layer for all), so gradients reach
+        the weights through its keys and values; without, its keys and values are computed once and
+        kept (`_kept_prefix`)."""
         batch, time, hidden = x.shape
         offset = 0 if shared_prefix is None else shared_prefix.shape[0]
         positions = (positions_from_mask(attention_mask) + offset).flatten()
-        rows, x_rows = Rows(batch, time, offset=offset), x.view(batch * time, hidden)
+        x_rows = x.view(batch * time, hidden)
         if shared_prefix is None or not torch.is_grad_enabled():
             given = None if shared_prefix is None else self._kept_prefix(shared_prefix, x.dtype, depth)
-            return x_rows, rows, positions, given
-        positions = torch.cat([torch.arange(offset, device=positions.device), positions])
-        return torch.cat([shared_prefix.to(x.dtype), x_rows]), Rows(batch, time, offset, offset), positions, None
+            return x_rows, Rows(batch, time, offset=offset), positions, attention_bias(attention_mask, offset, x.dtype), given
+        padding = time - offset  # forward made the rows at least as long as the prefix
+        prefix_mask = torch.cat([attention_mask.new_zeros(1, padding), attention_mask.new_ones(1, offset)], dim=1)
+        bias = attention_bias(torch.cat([prefix_mask, attention_mask]), offset, x.dtype)
+        if bias is not None:  # (bench/profile_step.py times a variant without one)
+            bias[0, :, :, :offset] = torch.finfo(x.dtype).min  # the prefix row reads its own copy of the prefix only
+        prefix_rows = torch.cat([x.new_zeros(padding, hidden), shared_prefix.to(x.dtype)])
+        positions = torch.cat([positions_from_mask(prefix_mask).flatten(), positions])
+        return torch.cat([prefix_rows, x_rows]), Rows(batch, time, True, offset), positions, bias, None
 
     def _pad_batch(self, inputs_embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Pad a batch with empty rows up to the smallest batch size the compiled stack has seen, so a

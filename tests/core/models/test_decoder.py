@@ -136,12 +136,43 @@ def test_lora_states_and_gradients_equal_peft(family):
         torch.testing.assert_close(grad, theirs[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("prefix_len", [3, 8])  # shorter than the rows, and longer
+def test_the_shared_prefix_while_training_equals_it_written_into_every_row_in_states_and_gradients(family, prefix_len):
+    from core.stages.common import load_trainable_weights
+
+    base = reference(family)
+    peft_model = with_peft_lora(base)
+    decoder = ours(base, training="lora")
+    lora = {name: p for name, p in peft_model.named_parameters() if p.requires_grad}
+    load_trainable_weights(decoder, lora)
+    generator = torch.Generator().manual_seed(5)
+    x, prefix = torch.randn(3, 5, 64, generator=generator), torch.randn(prefix_len, 64, generator=generator)
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1] * 5, [0, 0, 0, 0, 1]])
+    whole = torch.cat([prefix.expand(3, -1, -1), x], 1)
+    whole_mask = torch.cat([torch.ones(3, prefix_len, dtype=torch.long), mask], 1)
+    expected = [h[:, prefix_len:] for h in hf_states(peft_model, whole, whole_mask)]
+    got = decoder(x, mask, range(5), shared_prefix=prefix)
+    real = mask.bool()
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape == (3, 5, 64)
+        torch.testing.assert_close(a[real], b[real], atol=3e-5, rtol=1e-5)
+    # gradients reach the adapters through the prefix's keys and values too, once per row there
+    theirs = dict(zip(lora, torch.autograd.grad(sum(h[real].square().mean() for h in expected[1:]), list(lora.values()))))
+    params = {name: p for name, p in decoder.named_parameters() if p.requires_grad}
+    mine = dict(zip(params, torch.autograd.grad(sum(h[real].square().mean() for h in got[1:]), list(params.values()))))
+    theirs = upgrade_trainable(theirs)
+    assert set(theirs) == set(mine)
+    for name, grad in mine.items():  # the gradients reach about 100 here: a tolerance to their scale
+        torch.testing.assert_close(grad, theirs[name], atol=2e-5 * theirs[name].abs().max().item(), rtol=1e-4)
+
+
 def test_merged_adapters_without_gradients_equal_the_adapter_products():
     base = reference("llama")
     decoder = ours(base, training="lora")
     from core.stages.common import load_trainable_weights
     load_trainable_weights(decoder, {n: p for n, p in with_peft_lora(base).named_parameters() if p.requires_grad})
-    x, mask = torch.randn(2, 5, 64), torch.ones(2, 5)
+    x, mask = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(6)), torch.ones(2, 5)
     with_grad = decoder(x, mask, [4])[0]
     with torch.no_grad():
         merged = decoder(x, mask, [4])[0]
