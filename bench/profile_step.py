@@ -58,7 +58,7 @@ def main() -> None:
         print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
               flush=True)
     original = decoder.attention_bias
-    decoder.attention_bias = lambda *args: None  # attention then runs causal without a mask
+    decoder.attention_bias = lambda *args, **kwargs: None  # attention then runs causal without a mask
     try:
         model = llm.recommender(args.depth, shape, device)
         rate = timed(model, data, n, shape, device)

@@ -177,20 +177,28 @@ def positions_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def attention_bias(attention_mask: Tensor, prefix_len: int, dtype: torch.dtype) -> Tensor:
+def causal_layout(time: int, prefix_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """What the attention masks of every batch of T tokens after P prefix tokens share: which keys
+    are at or before each query and which is the query itself (each (T, P + T)), and 0 and the
+    dtype's minimum as tensors of `dtype`."""
+    keys = torch.arange(prefix_len + time, device=device)
+    queries = keys[prefix_len:, None]
+    return (keys <= queries, keys == queries, torch.zeros((), dtype=dtype, device=device),
+            torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=device))
+
+
+def attention_bias(attention_mask: Tensor, prefix_len: int, dtype: torch.dtype, layout: tuple | None = None) -> Tensor:
     """(B, 1, T, P + T) additive mask: 0 where a query may attend, the dtype's minimum elsewhere.
 
     Causal, padding keys hidden, every row may read the P shared prefix tokens. Each position may
     also attend to itself, so a padding query never has an empty softmax row (which would be NaN);
-    real queries never see padding keys, so their states are exact.
+    real queries never see padding keys, so their states are exact. `layout`: `causal_layout`'s
+    tensors for this T, P, device and dtype, when kept from an earlier batch.
     """
-    batch, time = attention_mask.shape
-    device = attention_mask.device
-    allowed = torch.ones(time, time, dtype=torch.bool, device=device).tril()[None] & attention_mask.bool()[:, None, :]
-    allowed = allowed | torch.eye(time, dtype=torch.bool, device=device)
-    if prefix_len:
-        allowed = torch.cat([allowed.new_ones(batch, time, prefix_len), allowed], dim=-1)
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    causal, itself, zero, minimum = layout or causal_layout(attention_mask.shape[1], prefix_len, attention_mask.device,
+                                                            dtype)
+    readable = F.pad(attention_mask.bool(), (prefix_len, 0), value=True)[:, None]  # (B, 1, P + T): prefix or real
+    return torch.where(causal & readable | itself, zero, minimum)[:, None]
 
 
 class Decoder(nn.Module):
@@ -213,6 +221,7 @@ class Decoder(nn.Module):
         self._static_batches: list[int] | None = None  # the batch sizes the compiled stack has seen
         self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _kept_prefix
         self._rope_memo: tuple | None = None  # see _rope
+        self._layout_memo: tuple | None = None  # see _layout
 
     @property
     def hidden_size(self) -> int:
@@ -301,10 +310,12 @@ class Decoder(nn.Module):
         x_rows = x.view(batch * time, hidden)
         if shared_prefix is None or not torch.is_grad_enabled():
             given = None if shared_prefix is None else self._kept_prefix(shared_prefix, x.dtype, depth)
-            return x_rows, Rows(batch, time, offset=offset), positions, attention_bias(attention_mask, offset, x.dtype), given
+            bias = attention_bias(attention_mask, offset, x.dtype, self._layout(time, offset, x.device, x.dtype))
+            return x_rows, Rows(batch, time, offset=offset), positions, bias, given
         padding = time - offset  # forward made the rows at least as long as the prefix
         prefix_mask = torch.cat([attention_mask.new_zeros(1, padding), attention_mask.new_ones(1, offset)], dim=1)
-        bias = attention_bias(torch.cat([prefix_mask, attention_mask]), offset, x.dtype)
+        bias = attention_bias(torch.cat([prefix_mask, attention_mask]), offset, x.dtype,
+                              self._layout(time, offset, x.device, x.dtype))
         if bias is not None:  # (bench/profile_step.py times a variant without one)
             bias[0, :, :, :offset] = torch.finfo(x.dtype).min  # the prefix row reads its own copy of the prefix only
         prefix_rows = torch.cat([x.new_zeros(padding, hidden), shared_prefix.to(x.dtype)])
@@ -354,6 +365,13 @@ class Decoder(nn.Module):
                 keys_values.append(own)
             self._prefix_memo = (key, keys_values)
         return self._prefix_memo[1][:depth]
+
+    def _layout(self, time: int, prefix_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """`causal_layout`, kept while the batches' shape stays (the prefix's own pass makes its own)."""
+        key = (time, prefix_len, device, dtype)
+        if self._layout_memo is None or self._layout_memo[0] != key:
+            self._layout_memo = (key, causal_layout(time, prefix_len, device, dtype))
+        return self._layout_memo[1]
 
     def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """(cos, sign-folded sin) of each row's position (R,), for its q, k and v heads: each (R, heads, D)

@@ -8,7 +8,7 @@ import torch
 
 from core.config import BackboneConfig
 from core.models.backbone import decoder_from_model
-from core.models.decoder import attention_bias, positions_from_mask
+from core.models.decoder import attention_bias, causal_layout, positions_from_mask
 from core.models.weights import upgrade_trainable
 
 ATOL = 1e-5
@@ -238,3 +238,8 @@ def test_positions_and_mask_for_left_padding():
     assert torch.equal(allowed[1, 0], torch.ones(4, 4, dtype=torch.bool).tril())
     with_prefix = attention_bias(mask, 2, torch.float32) == 0
     assert with_prefix.shape == (2, 1, 4, 6) and with_prefix[..., :2].all()  # everyone reads the prefix
+    assert torch.equal(with_prefix[..., 2:], allowed)
+    kept = causal_layout(4, 2, mask.device, torch.bfloat16)  # as the decoder keeps it between batches
+    bias = attention_bias(mask, 2, torch.bfloat16, kept)
+    assert bias.dtype == torch.bfloat16 and torch.equal(bias == 0, with_prefix)
+    assert bias.min() == torch.finfo(torch.bfloat16).min
