@@ -14,9 +14,9 @@ Hidden-state index convention, used everywhere in this project:
     L + 1           the final RMSNorm applied to the output of layer L (what a head reads)
 where L = `num_layers`. `layer_indices[l - 1]` is the original (0-based) index of kept layer l.
 
-Two features the recommender needs are native here: a prompt prefix shared by every row (its keys
-and values are put before each row's own: computed once at batch 1 and kept without gradients, from
-one more row of the batch with them), and `last_position`, which
+Two features the recommender needs are native here: a prompt prefix shared by every row, whose keys
+and values are put before each row's own (without gradients they are computed once at batch 1 and
+kept; with gradients the prefix runs as one more row of the batch), and `last_position`, which
 runs the top layer's queries, attention output and MLP at the last position only (its earlier
 positions only supply keys and values, which nothing else reads).
 """
@@ -98,8 +98,8 @@ class Attention(nn.Module):
         qkv = rotate(self.qkv_proj(x).view(x.shape[0], -1, s.head_dim), *rope)  # (R, heads, D)
         q, own = heads(qkv, rows.batch + rows.prefix_row, rows.time).split([s.num_heads, 2 * s.num_kv_heads], dim=1)
         if rows.prefix_row:
-            # the prefix row's keys and values fill every row's prefix slots; the mask keeps the
-            # prefix row itself to its own copy of them, so one attention call serves all rows
+            # the prefix row's keys and values fill every row's prefix slots (the mask keeps the
+            # prefix row itself to its own row's), so one attention call serves all rows
             prefix = own[:1, :, -rows.offset:]
             if top:
                 q, own, mask = q[1:], own[1:], None if mask is None else mask[1:]
@@ -317,7 +317,8 @@ class Decoder(nn.Module):
         bias = attention_bias(torch.cat([prefix_mask, attention_mask]), offset, x.dtype,
                               self._layout(time, offset, x.device, x.dtype))
         if bias is not None:  # (bench/profile_step.py times a variant without one)
-            bias[0, :, :, :offset] = torch.finfo(x.dtype).min  # the prefix row reads its own copy of the prefix only
+            # the prefix row reads the prefix in its own row, not again in the prefix slots
+            bias[0, :, :, :offset] = torch.finfo(x.dtype).min
         prefix_rows = torch.cat([x.new_zeros(padding, hidden), shared_prefix.to(x.dtype)])
         positions = torch.cat([positions_from_mask(prefix_mask).flatten(), positions])
         return torch.cat([prefix_rows, x_rows]), Rows(batch, time, True, offset), positions, bias, None
