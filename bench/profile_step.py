@@ -7,7 +7,7 @@ Variants (same shape as `slmrec bench`; each row's samples/s comes from the shar
 - lora:        the teacher as trained (LoRA on gate/up/down, shared prompt prefix, attention mask);
 - full:        every layer weight trained, no LoRA wrappers (what the issue's reference measured);
 - frozen:      the backbone frozen, only the input map and score head train (the backward floor);
-- lora_nomask: LoRA with the attention mask dropped (timing only: the prefix then attends as if
+- lora_nomask: LoRA with the attention calls given no mask (timing only: they then attend as if
                causal from the top left, which is wrong), to price the masked attention kernel.
 """
 
@@ -57,13 +57,13 @@ def main() -> None:
         model = llm.recommender(args.depth, shape, device, training=training)
         print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
               flush=True)
-    original = decoder.attention_bias
-    decoder.attention_bias = lambda *args, **kwargs: None  # attention then runs causal without a mask
+    original = decoder.attend
+    decoder.attend = lambda q, k, v, mask: original(q, k, v, None)  # every attention call causal, unmasked
     try:
         model = llm.recommender(args.depth, shape, device)
         rate = timed(model, data, n, shape, device)
     finally:
-        decoder.attention_bias = original
+        decoder.attend = original
     print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(rate, 1)}), flush=True)
     print(kernel_table(llm.recommender(args.depth, shape, device), data, shape, device))
 

@@ -102,10 +102,10 @@ class Attention(nn.Module):
             # prefix row itself to its own row's), so one attention call serves all rows
             prefix = own[:1, :, -rows.offset:]
             if top:
-                q, own, mask = q[1:], own[1:], None if mask is None else mask[1:]
+                q, own, mask = q[1:], own[1:], mask[1:]
         kv = own if prefix is None else torch.cat([prefix.expand(q.shape[0], -1, -1, -1), own], dim=2)
         if last_only:
-            q, mask = q[:, :, -1:], None if mask is None else mask[:, :, -1:]
+            q, mask = q[:, :, -1:], mask[:, :, -1:]
         return self.o_proj(flat(attend(q, *kv.split(s.num_kv_heads, dim=1), mask))), own
 
 
@@ -316,9 +316,8 @@ class Decoder(nn.Module):
         prefix_mask = torch.cat([attention_mask.new_zeros(1, padding), attention_mask.new_ones(1, offset)], dim=1)
         bias = attention_bias(torch.cat([prefix_mask, attention_mask]), offset, x.dtype,
                               self._layout(time, offset, x.device, x.dtype))
-        if bias is not None:  # (bench/profile_step.py times a variant without one)
-            # the prefix row reads the prefix in its own row, not again in the prefix slots
-            bias[0, :, :, :offset] = torch.finfo(x.dtype).min
+        # the prefix row reads the prefix in its own row, not again in the prefix slots
+        bias[0, :, :, :offset] = torch.finfo(x.dtype).min
         prefix_rows = torch.cat([x.new_zeros(padding, hidden), shared_prefix.to(x.dtype)])
         positions = torch.cat([positions_from_mask(prefix_mask).flatten(), positions])
         return torch.cat([prefix_rows, x_rows]), Rows(batch, time, True, offset), positions, bias, None
