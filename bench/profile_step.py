@@ -19,7 +19,7 @@ import json
 import torch
 
 from bench import llm
-from core.models import decoder
+from core.models import layers
 from core.models.llmrec import LLMRec
 
 
@@ -57,13 +57,13 @@ def main() -> None:
         model = llm.recommender(args.depth, shape, device, training=training)
         print(json.dumps({"variant": name, "samples_per_s": round(timed(model, data, n, shape, device), 1)}),
               flush=True)
-    original = decoder.attend
-    decoder.attend = lambda q, k, v, mask: original(q, k, v, None)  # every attention call causal, unmasked
+    original = layers.attend
+    layers.attend = lambda q, k, v, mask: original(q, k, v, None)  # every attention call causal, unmasked
     try:
         model = llm.recommender(args.depth, shape, device)
         rate = timed(model, data, n, shape, device)
     finally:
-        decoder.attend = original
+        layers.attend = original
     print(json.dumps({"variant": "lora_nomask", "samples_per_s": round(rate, 1)}), flush=True)
     print(kernel_table(llm.recommender(args.depth, shape, device), data, shape, device))
 

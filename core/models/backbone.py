@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
-from core.models.decoder import Decoder, DecoderShape
+from core.models.decoder import Decoder
+from core.models.layers import DecoderShape
 from core.models.projection import PROJECTIONS, LoRASettings, Projection
 from core.models.weights import layer_weights
 from core.store.atomic import read_json

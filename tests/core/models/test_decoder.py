@@ -8,7 +8,7 @@ import torch
 
 from core.config import BackboneConfig
 from core.models.backbone import decoder_from_model
-from core.models.decoder import attention_bias, causal_layout, positions_from_mask
+from core.models.masks import attention_bias, causal_layout, positions_from_mask
 from core.models.weights import upgrade_trainable
 
 ATOL = 1e-5

@@ -9,7 +9,7 @@ import torch
 from core.data import assets
 from core.config import BackboneConfig
 from core.models.backbone import DEFAULT_MODEL_DIR, load_backbone
-from core.models.decoder import positions_from_mask
+from core.models.masks import positions_from_mask
 
 REPO = Path(__file__).resolve().parents[3]
 DEPTH = 2

@@ -91,7 +91,7 @@ def test_padding_is_never_predicted():
 
 def _count_layer_calls(rec):
     calls = []
-    # the batch size of each call (a layer's fourth argument is its row layout, core.models.decoder.Rows)
+    # the batch size of each call (a layer's fourth argument is its row layout, core.models.layers.Rows)
     rec.backbone.layers[0].register_forward_hook(lambda module, args, out: calls.append(args[3].batch))
     return calls
 
