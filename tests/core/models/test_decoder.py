@@ -8,7 +8,7 @@ import torch
 
 from core.config import BackboneConfig
 from core.models.backbone import decoder_from_model
-from core.models.masks import attention_bias, causal_layout, positions_from_mask
+from core.models.masks import positions_from_mask
 from core.models.weights import upgrade_trainable
 
 ATOL = 1e-5
@@ -226,20 +226,3 @@ def test_bf16_layers_keep_float32_adapters_and_rotary_and_run_with_or_without_au
         assert (got.float() - expected).norm() / expected.norm() < 2e-2  # bf16 rounding, nothing worse
     autocast.float().square().mean().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in low.parameters() if p.requires_grad)
-
-
-def test_positions_and_mask_for_left_padding():
-    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    assert positions_from_mask(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
-    allowed = attention_bias(mask, 0, torch.float32) == 0  # (B, 1, query, key)
-    assert allowed.shape == (2, 1, 4, 4)
-    # padding queries see only themselves (no empty softmax row); real queries never see padding
-    assert allowed[0, 0].int().tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
-    assert torch.equal(allowed[1, 0], torch.ones(4, 4, dtype=torch.bool).tril())
-    with_prefix = attention_bias(mask, 2, torch.float32) == 0
-    assert with_prefix.shape == (2, 1, 4, 6) and with_prefix[..., :2].all()  # everyone reads the prefix
-    assert torch.equal(with_prefix[..., 2:], allowed)
-    kept = causal_layout(4, 2, mask.device, torch.bfloat16)  # as the decoder keeps it between batches
-    bias = attention_bias(mask, 2, torch.bfloat16, kept)
-    assert bias.dtype == torch.bfloat16 and torch.equal(bias == 0, with_prefix)
-    assert bias.min() == torch.finfo(torch.bfloat16).min
