@@ -52,8 +52,8 @@ class Decoder(nn.Module):
         self._stack = self._run_layers  # torch.compile replaces it (compile_stack)
         self._static_batches: list[int] | None = None  # the batch sizes the compiled stack has seen
         self._prefix_memo: tuple[tuple, list[Tensor]] | None = None  # see _kept_prefix
-        self._rope_memo: tuple | None = None  # see _rope
-        self._layout_memo: tuple | None = None  # see _layout
+        self._rope_tables = Kept()  # see _rope
+        self._layouts = Kept()  # see _layout
 
     @property
     def hidden_size(self) -> int:
@@ -200,26 +200,26 @@ class Decoder(nn.Module):
 
     def _layout(self, time: int, prefix_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
         """`causal_layout`, kept while the batches' shape stays (the prefix's own pass makes its own)."""
-        key = (time, prefix_len, device, dtype)
-        if self._layout_memo is None or self._layout_memo[0] != key:
-            self._layout_memo = (key, causal_layout(time, prefix_len, device, dtype))
-        return self._layout_memo[1]
+        return self._layouts.get((time, prefix_len, device, dtype),
+                                 lambda: causal_layout(time, prefix_len, device, dtype))
 
     def _rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """(cos, sign-folded sin) of each row's position (R,), for its q, k and v heads: each (R, heads, D)
         in `dtype` (see `rotate`); v heads get cos 1 and sin 0, which leaves them as they are."""
-        key = (dtype, positions.device)
-        if self._rope_memo is None or self._rope_memo[0] != key:
-            # every position's angles once, in float32: bf16 positions would shift the angles of far ones
-            freqs = torch.arange(self.shape.max_positions, device=positions.device)[:, None] * self.inv_freq
-            cos, sin = freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
-            s = self.shape
-            heads = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=positions.device)
-            rotated = (heads < s.num_heads + s.num_kv_heads)[:, None]  # q and k heads, not v
-            self._rope_memo = (key, torch.cat([cos, cos], -1).to(dtype)[:, None],
-                               torch.cat([-sin, sin], -1).to(dtype)[:, None], rotated)
-        _, cos, sin, rotated = self._rope_memo
+        device = positions.device
+        cos, sin, rotated = self._rope_tables.get((dtype, device), lambda: self._rotary_tables(device, dtype))
         return torch.where(rotated, cos[positions], 1.0), torch.where(rotated, sin[positions], 0.0)
+
+    def _rotary_tables(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """(cos, sign-folded sin) of every position (max_positions, 1, D) in `dtype`, and which heads
+        rotate (heads, 1): the q and k heads, not v."""
+        # every position's angles in float32: bf16 positions would shift the angles of far ones
+        freqs = torch.arange(self.shape.max_positions, device=device)[:, None] * self.inv_freq
+        cos, sin = freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
+        s = self.shape
+        heads = torch.arange(s.num_heads + 2 * s.num_kv_heads, device=device)
+        return (torch.cat([cos, cos], -1).to(dtype)[:, None], torch.cat([-sin, sin], -1).to(dtype)[:, None],
+                (heads < s.num_heads + s.num_kv_heads)[:, None])
 
     def cast_layers(self, dtype: torch.dtype) -> None:
         """Store the decoder layers and the final norm in `dtype`; LoRA weights stay float32 (they
@@ -238,6 +238,20 @@ class Decoder(nn.Module):
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         self._stack = torch.compile(self._run_layers, fullgraph=True, dynamic=False, backend=backend, mode=mode)
         self._static_batches = []
+
+
+class Kept:
+    """One value kept while its key stays the same (tables a forward pass would otherwise rebuild)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value = None
+
+    def get(self, key: tuple, make):
+        """The kept value if `key` is the last one asked for, else `make()`, kept under `key`."""
+        if self._value is None or self._key != key:
+            self._key, self._value = key, make()
+        return self._value
 
 
 def memo_key(layers: nn.Module, prefix: Tensor, dtype: torch.dtype) -> tuple:
