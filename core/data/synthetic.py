@@ -178,5 +178,3 @@ def ensure(cfg: SynthConfig, folder: Path, name: str, force: bool = False) -> bo
         generate(cfg, folder, name)
         return True
     return False
-
-
