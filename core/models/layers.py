@@ -8,6 +8,7 @@ batch's tokens flattened, laid out as `Rows` says.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +42,13 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, in_dtype(self.weight, x.dtype), self.eps)
 
 
-@dataclass(frozen=True)
-class Rows:
+class Rows(NamedTuple):
     """How a layer's input rows (R, H) are laid out: `batch` x `time` rows, after one more row of
     `time` holding the shared prefix, left-padded, when `prefix_row` (it runs along with the batch,
     in the same attention call, so that gradients reach it). `offset`: the prefix's length, which
-    the batch's positions start after (its row present or not)."""
+    the batch's positions start after (its row present or not). A named tuple, not a dataclass: a
+    compiled stack reuses one layer's trace for every layer only when the layers' arguments are
+    tensors, constants and tuples of them (see Decoder.compile_stack)."""
 
     batch: int
     time: int

@@ -177,6 +177,31 @@ def test_the_compiled_stack_traces_the_prefix_and_last_position_paths_as_one_gra
     assert counters["frames"]["total"] == counters["frames"]["ok"]  # every traced frame compiled
 
 
+def test_a_compiled_stack_compiles_one_layer_for_all_layers_below_the_top():
+    """The layers below the top are one nested region: the graph calls one subgraph once per layer
+    (inductor then compiles one layer's kernels, not one set per layer), in training and without
+    gradients alike."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    graphs = []
+
+    def recording(graph, inputs):
+        graphs.append(graph)
+        return torch._dynamo.lookup_backend("aot_eager")(graph, inputs)
+
+    rec = model(depth=4)
+    rec.backbone.compile_stack(backend=recording)
+    items, targets = torch.tensor([[0, 3, 7], [1, 2, 3]]), torch.tensor([4, 5])
+    rec.loss(items, targets).backward()
+    with torch.no_grad():
+        rec.eval().user_vectors(items)
+    assert len(graphs) == 2
+    for graph in graphs:
+        calls = [node for node in graph.graph.nodes if node.target is torch.ops.higher_order.invoke_subgraph]
+        assert len(calls) == 3 and len({node.args[1] for node in calls}) == 1
+
+
 def test_a_compiled_stack_pads_a_short_batch_to_a_size_it_has_seen_and_drops_the_padding():
     """Static shapes: the last short batch reuses the compiled graph; its padded rows reach no output,
     loss or gradient."""
