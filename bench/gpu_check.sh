@@ -3,14 +3,15 @@
 # teacher under torchrun on NCCL (one process, cuda:LOCAL_RANK), the host floor, and `slmrec bench`
 # eager, compiled (the whole layer stack as one graph) and replayed as CUDA graphs, each with
 # interleaved teacher/student repetitions. Results go to $1 (default build/gpu-check).
-#   bash bench/gpu_check.sh [OUT_DIR] [PHASES]    PHASES: any of tests,nccl,bench,graphs,scale
+#   bash bench/gpu_check.sh [OUT_DIR] [PHASES]    PHASES: any of tests,nccl,bench,graphs,compile,scale
 #                                                 (default tests,nccl,bench,graphs)
+# The llm rows' first_call_s is each measurement's warm-up call: its compile time under --compile.
 # On this workplace's GPU machines the only missing package has been duckdb: carry its cp312 wheel
 # (pip download duckdb --python-version 3.12 --only-binary=:all: -d .whl) and install it with
 # `pip install --no-index --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site` first.
-# Each phase has its own timeout (s: tests 120, nccl 60, host 60, eager 90, compiled 150, graphs 120)
-# and all share one deadline, TOTAL_S (default 480 s): a phase gets what is left when it starts, so
-# the script ends within the deadline plus the nvidia-smi query, whatever a phase costs.
+# Each phase has its own timeout (s: tests 120, nccl 60, host 60, eager 90, compiled 150, graphs 120,
+# compile 150) and all share one deadline, TOTAL_S (default 480 s): a phase gets what is left when it
+# starts, so the script ends within the deadline plus the nvidia-smi query, whatever a phase costs.
 set -u
 out=${1:-build/gpu-check}
 phases=${2:-tests,nccl,bench,graphs}
@@ -45,6 +46,9 @@ if has bench; then
 fi
 if has graphs; then
   timeout $(cap 120) $py -m bench.run --device cuda --only llm --compile graphs | tee -a "$out/bench.jsonl"
+fi
+if has compile; then  # cold compile of the teacher's and the student's stack, empty caches (bench/compile_time.py)
+  timeout $(cap 150) $py -m bench.compile_time --device cuda | tee -a "$out/bench.jsonl"
 fi
 if has scale; then  # session 2's Amazon-sized full ranking (about 3 more minutes)
   timeout 200 $py bench/data_scale.py --threads 8 --phases generate,prepare >"$out/scale_prepare.json" 2>&1

@@ -201,7 +201,7 @@ def run(teacher_depth: int = 30, student_depth: int = 4, repeats: int = 3) -> li
         models = {name: llm.recommender(depth, SHAPE, device, dims=DIMS, precision=PRECISION)
                   for name, depth, _ in cases}
         rates = interleaved({name: partial(MEASURES[what][0], models[name], data, device)
-                             for name, _, what in cases}, repeats)
+                             for name, _, what in cases}, repeats).values
         rows = [_row(name, depth, what, rates[name], MEASURES[what][1](models[name], data))
                 for name, depth, what in cases]
     finally:

@@ -174,17 +174,21 @@ def run(device: torch.device, shape: Shape, teacher_depth: int, student_depth: i
     pairs = block_pairs(teacher_depth, student_depth, blocks)
     teacher = recommender(teacher_depth, shape, device, compiled=compiled)
     student = recommender(student_depth, shape, device, [s for _, s in pairs][:-1], compiled=compiled)
-    v = interleaved(_measures(teacher, student, data, users, shape, device, pairs, blocks), repeats)
+    rounds = interleaved(_measures(teacher, student, data, users, shape, device, pairs, blocks), repeats)
+    v = rounds.values
+
+    def row(name: str, key: str, **extra) -> dict:  # the warm-up call: mostly compilation when compiled
+        return {"bench": name, **extra, **summary(v[name], key), "first_call_s": rounds.first_call_s[name]}
+
     rows = [
-        {"bench": "teacher_train", "depth": teacher_depth, **summary(v["teacher_train"], "samples_per_s"),
-         "tflops": 6 * layer_params(teacher) * tokens * median(v["teacher_train"]) / 1e12},
-        {"bench": "student_train", "depth": student_depth, **summary(v["student_train"], "samples_per_s"),
-         "tflops": 6 * layer_params(student) * tokens * median(v["student_train"]) / 1e12},
-        {"bench": "distill_live_teacher", **summary(v["distill_live_teacher"], "samples_per_s")},
-        {"bench": "distill_cached_teacher", **summary(v["distill_cached_teacher"], "samples_per_s"),
-         **summary(v["teacher_cache"], "cache_seconds")},
-        {"bench": "teacher_inference", **summary(v["teacher_inference"], "users_per_s")},
-        {"bench": "student_inference", **summary(v["student_inference"], "users_per_s")},
+        row("teacher_train", "samples_per_s", depth=teacher_depth,
+            tflops=6 * layer_params(teacher) * tokens * median(v["teacher_train"]) / 1e12),
+        row("student_train", "samples_per_s", depth=student_depth,
+            tflops=6 * layer_params(student) * tokens * median(v["student_train"]) / 1e12),
+        row("distill_live_teacher", "samples_per_s"),
+        row("distill_cached_teacher", "samples_per_s", **summary(v["teacher_cache"], "cache_seconds")),
+        row("teacher_inference", "users_per_s"),
+        row("student_inference", "users_per_s"),
         {"bench": "ratios", **ratio(v["student_train"], v["teacher_train"], "train_student_over_teacher"),
          **ratio(v["student_inference"], v["teacher_inference"], "inference_student_over_teacher"),
          **ratio(v["distill_cached_teacher"], v["student_train"], "cached_distill_over_student_train"),

@@ -9,21 +9,35 @@ of its rounds with their range, and a ratio also as the median of its per-round 
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from statistics import median
 from typing import Callable
 
 
-def interleaved(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class Rounds:
+    """Each measurement's values, one per round, and the seconds its warm-up call took (for a
+    compiled model, mostly its compilation)."""
+
+    values: dict[str, list[float]]
+    first_call_s: dict[str, float]
+
+
+def interleaved(measures: dict[str, Callable[[], float]], repeats: int) -> Rounds:
     """One warm-up call of every measurement, then `repeats` rounds calling each once, in dict order."""
     if repeats < 1:
         raise ValueError(f"repeats: expected at least 1, got {repeats}")
-    for measure in measures.values():  # compilation, allocation, caches: the first call is not timed
+    first_call_s = {}
+    for name, measure in measures.items():  # compilation, allocation, caches: the first call is not timed
+        start = time.perf_counter()
         measure()
+        first_call_s[name] = time.perf_counter() - start
     values: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(repeats):
         for name, measure in measures.items():
             values[name].append(measure())
-    return values
+    return Rounds(values, first_call_s)
 
 
 def summary(values: list[float], key: str) -> dict:

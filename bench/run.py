@@ -23,7 +23,7 @@ from core.config import TrainConfig, eval_batch
 if TYPE_CHECKING:
     import torch
 
-GROUPS = ("llm", "host", "store", "data", "app", "pipeline", "drop")
+GROUPS = ("llm", "host", "compile", "store", "data", "app", "pipeline", "drop")
 
 
 def _positive(text: str) -> int:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_all(args: argparse.Namespace) -> int:
     """Every benchmark `args` asks for, one JSON object per line on stdout."""
     # here, not at the top: building the parser must not import torch
-    from bench import host, llm, store  # noqa: PLC0415
+    from bench import compile_time, host, llm, store  # noqa: PLC0415
     from core.runtime.device import resolve_device  # noqa: PLC0415
 
     device = resolve_device(args.device)
@@ -78,6 +78,10 @@ def run_all(args: argparse.Namespace) -> int:
                 emit(row)
     if args.only in (None, "host"):
         for row in host.run(repeats=args.repeats):
+            emit(row)
+    if args.only in (None, "compile"):  # a fresh process and empty caches per depth
+        for row in compile_time.run(str(device), "reduce-overhead" if args.compile == "graphs" else "default",
+                                    args.batch):
             emit(row)
     if args.only in (None, "store"):
         emit(store.query_latency())

@@ -29,6 +29,7 @@ def test_llm_benchmark_produces_every_row(monkeypatch):
         assert 0 < low <= r[key] <= high
     by = {r["bench"]: r for r in rows}
     assert by["distill_cached_teacher"]["cache_seconds"] > 0
+    assert all(r["first_call_s"] > 0 for r in rows[:-1])  # the warm-up call, compilation when compiled
     ratios = by["ratios"]
     assert ratios["train_student_over_teacher"] == pytest.approx(
         by["student_train"]["samples_per_s"] / by["teacher_train"]["samples_per_s"])
@@ -46,9 +47,10 @@ def test_interleaved_warms_up_once_then_alternates_teacher_and_student():
     measured = repeat.interleaved({"teacher": fake("teacher", [99.0, 4.0, 1.0, 3.0]),
                                    "student": fake("student", [1.0, 40.0, 20.0, 9.0])}, repeats=3)
     assert calls == ["teacher", "student"] * 4  # one warm-up round (dropped), then three
-    assert measured == {"teacher": [4.0, 1.0, 3.0], "student": [40.0, 20.0, 9.0]}
-    assert repeat.summary(measured["teacher"], "rate") == {"rate": 3.0, "rate_range": [1.0, 4.0], "repeats": 3}
-    ratios = repeat.ratio(measured["student"], measured["teacher"], "speed_up")
+    assert measured.values == {"teacher": [4.0, 1.0, 3.0], "student": [40.0, 20.0, 9.0]}
+    assert set(measured.first_call_s) == {"teacher", "student"} and min(measured.first_call_s.values()) >= 0
+    assert repeat.summary(measured.values["teacher"], "rate") == {"rate": 3.0, "rate_range": [1.0, 4.0], "repeats": 3}
+    ratios = repeat.ratio(measured.values["student"], measured.values["teacher"], "speed_up")
     assert ratios["speed_up"] == pytest.approx(20.0 / 3.0)  # the ratio of the medians
     assert ratios["speed_up_paired"] == pytest.approx(10.0)  # per round: 10, 20, 3
     assert ratios["speed_up_paired_range"] == pytest.approx([3.0, 20.0])
