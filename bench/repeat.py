@@ -9,6 +9,7 @@ of its rounds with their range, and a ratio also as the median of its per-round 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from statistics import median
@@ -33,6 +34,8 @@ def interleaved(measures: dict[str, Callable[[], float]], repeats: int) -> Round
         start = time.perf_counter()
         measure()
         first_call_s[name] = time.perf_counter() - start
+        # stdout stays JSON; a run cut short by a timeout still shows how far its warm-up got
+        print(f"warm-up {name}: {first_call_s[name]:.1f} s", file=sys.stderr, flush=True)
     values: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(repeats):
         for name, measure in measures.items():

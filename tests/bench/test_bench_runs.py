@@ -37,7 +37,7 @@ def test_llm_benchmark_produces_every_row(monkeypatch):
     assert low <= ratios["inference_student_over_teacher_paired"] <= high
 
 
-def test_interleaved_warms_up_once_then_alternates_teacher_and_student():
+def test_interleaved_warms_up_once_then_alternates_teacher_and_student(capsys):
     calls = []
 
     def fake(name, values):
@@ -49,6 +49,8 @@ def test_interleaved_warms_up_once_then_alternates_teacher_and_student():
     assert calls == ["teacher", "student"] * 4  # one warm-up round (dropped), then three
     assert measured.values == {"teacher": [4.0, 1.0, 3.0], "student": [40.0, 20.0, 9.0]}
     assert set(measured.first_call_s) == {"teacher", "student"} and min(measured.first_call_s.values()) >= 0
+    warm_ups = capsys.readouterr().err.splitlines()  # as each ends, so a run cut short shows how far it got
+    assert [line.split(":")[0] for line in warm_ups] == ["warm-up teacher", "warm-up student"]
     assert repeat.summary(measured.values["teacher"], "rate") == {"rate": 3.0, "rate_range": [1.0, 4.0], "repeats": 3}
     ratios = repeat.ratio(measured.values["student"], measured.values["teacher"], "speed_up")
     assert ratios["speed_up"] == pytest.approx(20.0 / 3.0)  # the ratio of the medians
