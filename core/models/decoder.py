@@ -233,17 +233,18 @@ class Decoder(nn.Module):
     def compile_stack(self, backend: str | Callable = "inductor", mode: str = "default") -> None:
         """torch.compile the whole layer stack as one graph (fullgraph, static shapes). `mode`
         "reduce-overhead" replays it as CUDA graphs; backend "aot_eager" traces without kernels (tests).
-        The layers below the top are one nested region, traced and compiled once for all of them."""
+        The layers below the top are one nested region, traced and compiled once for all of them
+        (torch 2.13 on)."""
         import torch._dynamo  # noqa: PLC0415
 
         # variants: training or no-grad, top layer at the last position or not, a short last batch
         name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
         # dynamo traces one layer and inductor generates its kernels once, not 30 times: the 30-layer
-        # stack compiles in 40% of the time on a CPU (bench/compile_time.py); a torch without regions
-        # inlines every layer
-        region = getattr(torch.compiler, "nested_compile_region", None)
-        self._call_layer = call_layer if region is None else region(call_layer)
+        # stack compiles in 40% of the time on a CPU (bench/compile_time.py). Regions are young (their
+        # CUDA-graph handling changed through 2026): an older torch than the one tested inlines every layer
+        regions = torch.__version__ >= (2, 13)
+        self._call_layer = torch.compiler.nested_compile_region(call_layer) if regions else call_layer
         self._stack = torch.compile(self._run_layers, fullgraph=True, dynamic=False, backend=backend, mode=mode)
         self._static_batches = []
 

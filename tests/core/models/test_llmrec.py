@@ -178,9 +178,9 @@ def test_the_compiled_stack_traces_the_prefix_and_last_position_paths_as_one_gra
 
 
 def test_a_compiled_stack_compiles_one_layer_for_all_layers_below_the_top():
-    """The layers below the top are one nested region: the graph calls one subgraph once per layer
-    (inductor then compiles one layer's kernels, not one set per layer), in training and without
-    gradients alike."""
+    """The layers below the top are one nested region (torch 2.13 on, the version tested): the graph
+    calls one subgraph once per layer (inductor then compiles one layer's kernels, not one set per
+    layer), in training and without gradients alike."""
     import torch._dynamo
 
     torch._dynamo.reset()
@@ -199,7 +199,10 @@ def test_a_compiled_stack_compiles_one_layer_for_all_layers_below_the_top():
     assert len(graphs) == 2
     for graph in graphs:
         calls = [node for node in graph.graph.nodes if node.target is torch.ops.higher_order.invoke_subgraph]
-        assert len(calls) == 3 and len({node.args[1] for node in calls}) == 1
+        if torch.__version__ >= (2, 13):
+            assert len(calls) == 3 and len({node.args[1] for node in calls}) == 1
+        else:  # regions untested there: every layer inlined
+            assert not calls
 
 
 def test_a_compiled_stack_pads_a_short_batch_to_a_size_it_has_seen_and_drops_the_padding():
