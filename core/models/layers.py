@@ -105,12 +105,14 @@ def flat(attended: Tensor) -> Tensor:
     return attended.transpose(1, 2).reshape(batch * time, -1)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, repeat_heads: bool | None = None) -> Tensor:
     """SDPA with grouped key/value heads; no mask means causal. CPU kernels take the groups as they
     are; on other devices a masked grouped call falls back to the slow math kernel, so the key/value
-    heads are repeated there."""
+    heads are repeated there (`repeat_heads` None: as the device needs)."""
     grouped = q.shape[1] != k.shape[1]
-    if grouped and mask is not None and q.device.type != "cpu":
+    if repeat_heads is None:
+        repeat_heads = mask is not None and q.device.type != "cpu"
+    if grouped and repeat_heads:
         groups = q.shape[1] // k.shape[1]
         k, v, grouped = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1), False
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=grouped)
