@@ -20,6 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from bench import llm
+from core.runtime.device import autocast, resolve_device, uses_bf16
+from core.stages.llm import user_vectors_in
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPTHS = {"teacher": 30, "student": 4}
 
@@ -28,11 +34,6 @@ def measure(depth: int, device: str, mode: str = "default", batch: int = 2, back
             dims: dict | None = None) -> dict:
     """Seconds of the first and a later training step and inference batch of a compiled stack of
     `depth` layers, in this process (its caches as they are: run() gives each depth a fresh one)."""
-    import torch  # noqa: PLC0415
-
-    from bench import host, llm  # noqa: PLC0415
-    from core.runtime.device import autocast, resolve_device, uses_bf16  # noqa: PLC0415
-
     target = resolve_device(device)
     shape = llm.Shape(batch=batch)
     model = llm.recommender(depth, shape, target, dims=dims)
@@ -48,9 +49,13 @@ def measure(depth: int, device: str, mode: str = "default", batch: int = 2, back
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    def inference_batch() -> None:  # as evaluation ranks a batch, in the run's precision
+        with torch.no_grad():
+            llm.rank_batch(model, user_vectors_in(model, "auto"), data.inputs[:batch], data.targets[:batch])
+
     train = _first_and_later(train_step, target)
     model.eval()
-    inference = _first_and_later(host.inference_batch(model, data), target)
+    inference = _first_and_later(inference_batch, target)
     return {"bench": "compile_time", "depth": depth, "device": str(target), "mode": mode, "backend": backend,
             "batch": batch, "bf16": uses_bf16(target), "torch": torch.__version__,
             "train_first_step_s": train[0], "train_step_s": train[1], "train_compile_s": train[0] - train[1],
@@ -64,10 +69,7 @@ def _first_and_later(call, device) -> tuple[float, float]:
     for _ in range(3):
         start = time.perf_counter()
         call()
-        if device.type == "cuda":
-            import torch  # noqa: PLC0415
-
-            torch.cuda.synchronize(device)
+        llm.sync(device)
         seconds.append(time.perf_counter() - start)
     return seconds[0], seconds[2]
 

@@ -98,7 +98,8 @@ def timed_training(model, loss_fn, n: int, shape: Shape, device, precision: str 
     return rates[-1]
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
+    """Wait for the device's queued work (a CUDA timing ends only when its kernels have)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -114,11 +115,11 @@ def inference_users_per_s(model: LLMRec, data: Examples, shape: Shape, device, p
     Every batch is timed: warm the model up with one call first (bench/repeat.py does)."""
     model.eval()
     user_vectors = user_vectors_in(model, precision)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for items, target in zip(data.inputs.split(shape.users_per_batch), data.targets.split(shape.users_per_batch)):
         rank_batch(model, user_vectors, items, target)
-    _sync(device)
+    sync(device)
     return len(data.inputs) / (time.perf_counter() - start)
 
 
@@ -144,7 +145,7 @@ def _measures(teacher: LLMRec, student: LLMRec, data: Examples, users: Examples,
         cache.clear()  # the last round's states go before the next are built
         start = time.perf_counter()
         cache["states"] = build_cache(teacher, data.inputs, t_layers, shape.users_per_batch)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - start
 
     def student_train(loss_fn) -> float:
